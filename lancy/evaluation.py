@@ -1,0 +1,63 @@
+"""Evaluation: greedy generation parsed into answers, and perplexity on held-out text.
+
+Classification: the generated text must start with one of the dataset's label words; anything else is
+invalid and counts as wrong. Math: exact match of the final number. Corpus text: perplexity.
+"""
+import math
+
+import torch
+
+from lancy.answers import final_number, parse_label
+from lancy.catalog import DatasetSpec
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy completions of prompts, batched with left padding."""
+    tokenizer.padding_side = "left"
+    outputs = []
+    for start in range(0, len(prompts), batch_size):
+        batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(model.device)
+        generated = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                   pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        outputs += tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    return outputs
+
+
+def label_tokens(tokenizer, labels: tuple[str, ...]) -> int:
+    """Tokens needed to write the longest label word (with its leading space) and EOS."""
+    return max(len(tokenizer(" " + label, add_special_tokens=False)["input_ids"]) for label in labels) + 1
+
+
+def evaluate_tasks(model, tokenizer, spec: DatasetSpec, records: list[dict], max_new_tokens: int,
+                   batch_size: int) -> dict:
+    prompts = [r["prompt"] for r in records]
+    if spec.task == "classification":
+        outputs = generate(model, tokenizer, prompts, label_tokens(tokenizer, spec.labels), batch_size)
+        predictions = [parse_label(o, spec.labels) for o in outputs]
+        return {
+            "accuracy": _mean(p == r["answer"] for p, r in zip(predictions, records)),
+            "invalid_rate": _mean(p is None for p in predictions),
+            "rows": len(records),
+        }
+    outputs = generate(model, tokenizer, prompts, max_new_tokens, batch_size)
+    return {"exact_match": _mean(final_number(o) == r["answer"] for o, r in zip(outputs, records)), "rows": len(records)}
+
+
+@torch.no_grad()
+def perplexity(model, tokenizer, texts: list[str], batch_size: int) -> dict:
+    """Perplexity of texts joined with EOS, over full windows of the model's context (at most 1024 tokens)."""
+    window = min(getattr(model.config, "max_position_embeddings", 1024), 1024)
+    ids = [t for ids in tokenizer(texts, add_special_tokens=False)["input_ids"] for t in [*ids, tokenizer.eos_token_id]]
+    n = max(1, len(ids) // window)
+    windows = torch.tensor(ids[: n * window]).view(n, -1)
+    total = 0.0
+    for batch in windows.split(batch_size):
+        total += model(input_ids=batch.to(model.device), labels=batch.to(model.device)).loss.item() * len(batch)
+    return {"perplexity": math.exp(total / n), "tokens": int(windows.numel())}
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / max(1, len(values))

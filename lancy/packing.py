@@ -1,0 +1,66 @@
+"""Packing token sequences into fixed-size rows, and the collator that batches packed rows.
+
+Pretraining: documents are concatenated (EOS between them) and cut into `max_length` blocks.
+SFT: each prompt + completion is one example with loss on the completion only; examples are packed
+best-fit-decreasing (TRL's `pack_dataset`) into `max_length` bins whose position_ids restart at every
+example. With no attention mask, transformers turns restarting position_ids into a block-diagonal causal
+mask, so packed examples never attend to each other (tests/test_packing.py checks the logits).
+"""
+import numpy as np
+
+IGNORE = -100
+
+
+def pack_blocks(docs: list[list[int]], block_size: int, eos_id: int) -> tuple[np.ndarray, int]:
+    """(blocks of shape [n, block_size], tokens dropped from the incomplete last block)."""
+    stream = np.fromiter((t for doc in docs for t in [*doc, eos_id]), dtype=np.int64)
+    n = len(stream) // block_size
+    return stream[: n * block_size].reshape(n, block_size), len(stream) - n * block_size
+
+
+def sft_example(prompt_ids: list[int], completion_ids: list[int], max_length: int) -> tuple[dict, bool]:
+    """input_ids and labels (IGNORE on the prompt) fitted into max_length, and whether it was truncated.
+
+    A long completion keeps its first half of max_length; a long prompt loses its middle, so the instruction
+    at its start and the cue right before the answer ("Sentiment:") both survive.
+    """
+    truncated = len(prompt_ids) + len(completion_ids) > max_length
+    if truncated:
+        completion_ids = completion_ids[: max(max_length // 2, max_length - len(prompt_ids))]
+        budget = max_length - len(completion_ids)
+        head = budget // 2
+        prompt_ids = prompt_ids[:head] + prompt_ids[len(prompt_ids) - (budget - head):]
+    example = {"input_ids": prompt_ids + completion_ids, "labels": [IGNORE] * len(prompt_ids) + completion_ids}
+    return example, truncated
+
+
+def pack_sft(examples: list[dict], max_length: int):
+    """Best-fit-decreasing packing into bins of max_length; adds position_ids restarting per example."""
+    from datasets import Dataset
+    from trl import pack_dataset
+
+    dataset = Dataset.from_list(examples)
+    # One map batch for all rows: packing per 1000-row batch would leave a part-empty bin per batch.
+    packed = pack_dataset(dataset, max_length, strategy="bfd", map_kwargs={"batch_size": len(dataset)})
+    return packed.map(
+        lambda row: {"position_ids": [p for n in row["seq_lengths"] for p in range(n)]}, remove_columns=["seq_lengths"]
+    )
+
+
+class PackedCollator:
+    """Batches packed rows without an attention mask: padding becomes one more (ignored) sequence."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict]) -> dict:
+        import torch
+
+        width = max(len(row["input_ids"]) for row in rows)
+        batch = {"input_ids": [], "labels": [], "position_ids": []}
+        for row in rows:
+            pad = width - len(row["input_ids"])
+            batch["input_ids"].append(list(row["input_ids"]) + [self.pad_id] * pad)
+            batch["labels"].append(list(row["labels"]) + [IGNORE] * pad)
+            batch["position_ids"].append(list(row["position_ids"]) + list(range(pad)))
+        return {key: torch.tensor(value) for key, value in batch.items()}

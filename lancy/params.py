@@ -1,0 +1,241 @@
+"""The params.yaml schema: every key, its type and default, validated before a stage writes anything.
+
+A stage declares the keys it reads (`PARAMS` in its script, the same list as its `params:` in dvc.yaml)
+and gets a view holding only those keys, so a stage cannot silently depend on an undeclared param.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import yaml
+
+from lancy.errors import LancyError
+
+DATA_SOURCES = ("embedded", "hub")
+
+
+@dataclass(frozen=True)
+class Data:
+    source: str = "embedded"  # embedded (synthetic stand-ins, offline) | hub (datasets.load_dataset)
+    train_rows: int = 2000  # rows kept of each dataset's train split (a cap for hub)
+    test_rows: int = 200  # rows kept of each dataset's held-out split (a cap for hub)
+
+
+@dataclass(frozen=True)
+class Mix:
+    sft_rows: int = 3000  # size of the SFT mixture, shared out by `mixture` weights
+    rl_rows: int = 256  # size of the GRPO prompt set, same weights, disjoint from the SFT rows
+    corpus_chars: int = 1_000_000  # size of the pretraining corpus in characters, shared out by `corpus`
+    upsample: bool = False  # allow sampling a source with replacement when it has too few rows
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str = "scratch"  # scratch | a Hub id | a local folder
+    vocab_size: int = 4096  # scratch only: size of the BPE tokenizer trained on the corpus
+    hidden_size: int = 128  # scratch only: Llama-style architecture
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+
+
+@dataclass(frozen=True)
+class Tokenize:
+    max_length: int = 256  # pretraining block size and SFT packing bin size
+
+
+@dataclass(frozen=True)
+class Lora:
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str = "all-linear"
+
+
+@dataclass(frozen=True)
+class Pretrain:
+    max_steps: int = 200
+    batch_size: int = 16
+    learning_rate: float = 3e-3
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.01
+    logging_steps: int = 10
+
+
+@dataclass(frozen=True)
+class Sft:
+    max_steps: int = 150
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    logging_steps: int = 10
+    lora: Lora = field(default_factory=Lora)
+
+
+@dataclass(frozen=True)
+class Grpo:
+    max_steps: int = 30
+    batch_size: int = 16  # completions per step (prompts per step x num_generations)
+    num_generations: int = 4  # group size
+    beta: float = 0.0  # KL coefficient
+    learning_rate: float = 1e-5
+    warmup_ratio: float = 0.0
+    max_completion_length: int = 8
+    temperature: float = 1.0
+    logging_steps: int = 5
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    max_rows: int = 200  # held-out rows evaluated per dataset
+    batch_size: int = 32
+    max_new_tokens: int = 64  # for math; classification uses the longest label's token count
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int = 42
+    data: Data = field(default_factory=Data)
+    mixture: dict[str, float] = field(default_factory=dict)
+    corpus: dict[str, float] = field(default_factory=dict)
+    mix: Mix = field(default_factory=Mix)
+    model: Model = field(default_factory=Model)
+    tokenize: Tokenize = field(default_factory=Tokenize)
+    pretrain: Pretrain = field(default_factory=Pretrain)
+    sft: Sft = field(default_factory=Sft)
+    grpo: Grpo = field(default_factory=Grpo)
+    evaluate: Evaluate = field(default_factory=Evaluate)
+
+
+def _build(cls, raw: Any, where: str):
+    if not isinstance(raw, dict):
+        raise LancyError(f"params key `{where}` must be a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise LancyError(
+            f"unknown params key `{_join(where, unknown[0])}` in params.yaml; known keys here: {', '.join(fields)}"
+        )
+    values = {}
+    for name, f in fields.items():
+        if name not in raw:
+            continue
+        key, value = _join(where, name), raw[name]
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        if dataclasses.is_dataclass(globals().get(kind)):
+            values[name] = _build(globals()[kind], value, key)
+        elif kind.startswith("dict"):
+            values[name] = _weights(value, key)
+        else:
+            values[name] = _scalar(value, kind, key)
+    return cls(**values)
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _scalar(value: Any, kind: str, key: str):
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+    }[kind]
+    if not ok:
+        raise LancyError(f"params key `{key}` must be a {kind}, got {value!r}")
+    return float(value) if kind == "float" else value
+
+
+def _weights(raw: Any, key: str) -> dict[str, float]:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise LancyError(f"params key `{key}` must map dataset names to weights, got {raw!r}")
+    weights = {}
+    for name, weight in raw.items():
+        weight = _scalar(weight, "float", f"{key}.{name}")
+        if weight < 0:
+            raise LancyError(f"params key `{key}.{name}` is negative ({weight}); weights must be >= 0")
+        weights[str(name)] = weight
+    return weights
+
+
+def validate(params: Params) -> None:
+    """Cross-key checks that a single key's type cannot express."""
+    from lancy.catalog import CATALOG  # the catalog imports nothing from here
+
+    if params.data.source not in DATA_SOURCES:
+        raise LancyError(
+            f"params key `data.source` is {params.data.source!r}; use one of: {', '.join(DATA_SOURCES)}"
+        )
+    for key in ("mixture", "corpus"):
+        weights = getattr(params, key)
+        for name in weights:
+            if name not in CATALOG:
+                raise LancyError(
+                    f"params key `{key}.{name}` names an unknown dataset; known datasets: {', '.join(CATALOG)}"
+                )
+        if not weights or sum(weights.values()) <= 0:
+            raise LancyError(f"params key `{key}` needs at least one dataset with a weight > 0")
+    for name, weight in params.mixture.items():
+        if weight > 0 and CATALOG[name].task == "corpus":
+            raise LancyError(
+                f"params key `mixture.{name}` is > 0 but {name} is a text corpus with no task; "
+                f"give it weight 0 in mixture (it is still downloaded) and a weight in `corpus`"
+            )
+    for name in params.corpus:
+        if name not in params.mixture:
+            raise LancyError(
+                f"params key `corpus.{name}`: {name} is not in `mixture`, so it is not downloaded; "
+                f"add `mixture.{name}: 0` (weight 0 keeps it out of the SFT mixture)"
+            )
+    for section in ("pretrain", "sft", "grpo"):
+        if getattr(params, section).max_steps <= 0:
+            raise LancyError(f"params key `{section}.max_steps` must be > 0")
+    if params.grpo.batch_size % params.grpo.num_generations:
+        raise LancyError("params key `grpo.batch_size` must be a multiple of `grpo.num_generations`")
+
+
+def load_all(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise LancyError(f"{path} not found; run the stage from the repository root")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise LancyError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    params = _build(Params, raw, "")
+    validate(params)
+    return params
+
+
+def load(keys: tuple[str, ...] | list[str], path: str | Path = "params.yaml") -> SimpleNamespace:
+    """Validate all of params.yaml, then return a view holding only `keys` (dotted, as in dvc.yaml)."""
+    params = load_all(path)
+    view = SimpleNamespace()
+    for key in keys:
+        node, target = params, view
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = getattr(node, part)
+            if not hasattr(target, part):
+                setattr(target, part, SimpleNamespace())
+            target = getattr(target, part)
+        setattr(target, parts[-1], getattr(node, parts[-1]))
+    return view
+
+
+def to_dict(obj: Any) -> Any:
+    """A params view (or part of it) as plain dicts, for metrics and logs."""
+    if isinstance(obj, SimpleNamespace):
+        return {k: to_dict(v) for k, v in vars(obj).items()}
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    return obj

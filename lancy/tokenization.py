@@ -1,0 +1,40 @@
+"""Tokenizers: trained from scratch on the pretraining corpus, or the named model's own."""
+from pathlib import Path
+
+from lancy.errors import LancyError
+
+EOS = "<|endoftext|>"
+PAD = "<|pad|>"
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """A byte-level BPE tokenizer trained on `texts`, wrapped for transformers (EOS and PAD tokens set)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS, PAD], show_progress=False)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=EOS, bos_token=EOS, pad_token=PAD)
+
+
+def load_tokenizer(name: str):
+    """The tokenizer of a Hub model or local folder; a missing pad token falls back to EOS."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except OSError as error:
+        raise LancyError(model_not_found(name, error)) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def model_not_found(name: str, error: Exception) -> str:
+    """The one-line message for a model name that is neither a local folder nor reachable on the Hub."""
+    if Path(name).exists() or name.startswith((".", "/")) or name.count("/") > 1:
+        return f"model folder `{name}` (params key `model.name`) has no loadable model or tokenizer: {str(error).splitlines()[0][:160]}"
+    return (
+        f"params key `model.name` is `{name}`, which is not a local folder and could not be loaded from the "
+        f"Hugging Face Hub (offline, or a wrong id); use `scratch`, a local folder, or a reachable Hub id"
+    )

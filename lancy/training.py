@@ -1,0 +1,150 @@
+"""What every training stage shares: arguments, logging, resumption and saving.
+
+- Loss curves go to DVCLive (metrics/<stage>/, step = optimizer step) and TensorBoard (logs/<stage>/).
+- Checkpoints go to checkpoints/<stage>/ (git-ignored, not a DVC output, so DVC never deletes them):
+  a stage killed midway resumes from its last checkpoint when re-run with the same inputs.
+- The final model is written to a temporary folder and renamed into place only when complete.
+"""
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from transformers import TrainerCallback
+from transformers.integrations import DVCLiveCallback, TensorBoardCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from lancy.files import atomic_dir
+from lancy.models import device_and_dtype, parameter_counts
+
+
+def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
+    """Keyword arguments shared by TrainingArguments, SFT and GRPO configs, from a stage's params section."""
+    device, dtype = device_and_dtype()
+    return dict(
+        output_dir=str(checkpoint_dir),
+        max_steps=section.max_steps,
+        per_device_train_batch_size=section.batch_size,
+        learning_rate=section.learning_rate,
+        warmup_steps=section.warmup_ratio,  # a float < 1 is a fraction of max_steps
+        lr_scheduler_type="cosine",
+        logging_steps=section.logging_steps,
+        save_steps=max(section.logging_steps, section.max_steps // 4),
+        save_total_limit=2,
+        seed=seed,
+        data_seed=seed,
+        bf16=str(dtype) == "torch.bfloat16",
+        use_cpu=device == "cpu",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def run_facts(model, section, tokens_per_row: int, **extra) -> dict:
+    """What a run is: parameters, device, precision, the attention actually used, the token budget."""
+    device, dtype = device_and_dtype()
+    return {
+        **parameter_counts(model),
+        "device": device,
+        "dtype": str(dtype).removeprefix("torch."),
+        "attention": model.config._attn_implementation,
+        "token_budget": section.max_steps * section.batch_size * tokens_per_row,
+        **extra,
+    }
+
+
+class StepDVCLiveCallback(DVCLiveCallback):
+    """DVCLive's callback counts its own log calls; this one logs at the trainer's optimizer step."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        for entry in state.log_history:  # resumed run: DVC wiped the old curves, replay them
+            if state.is_world_process_zero:
+                self.on_log(args, state, control, logs=entry, replay_step=entry["step"])
+
+    def on_log(self, args, state, control, logs=None, replay_step=None, **kwargs):
+        if self.live is not None:
+            self.live.step = replay_step if replay_step is not None else state.global_step
+        logs = {k: v for k, v in (logs or {}).items() if k != "step"}
+        super().on_log(args, state, control, logs=logs, **kwargs)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        """Left to `finish`, which adds the stage's facts to the summary before closing."""
+
+
+class FactsCallback(TrainerCallback):
+    """Writes the run's facts (parameters, device, data) to TensorBoard at step 0."""
+
+    def __init__(self, writer, facts: dict):
+        self.writer, self.facts = writer, facts
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        for key, value in self.facts.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(f"facts/{key}", value, 0)
+        self.writer.add_text("facts", "\n".join(f"- {k}: {v}" for k, v in self.facts.items()), 0)
+        self.writer.flush()
+
+
+def callbacks(stage: str, facts: dict) -> list:
+    from dvclive import Live
+    from torch.utils.tensorboard import SummaryWriter
+
+    live = Live(f"metrics/{stage}", dvcyaml=False, save_dvc_exp=False, report=None)
+    writer = SummaryWriter(log_dir=f"logs/{stage}")
+    return [StepDVCLiveCallback(live=live), TensorBoardCallback(tb_writer=writer), FactsCallback(writer, facts)]
+
+
+def fingerprint(params: dict, inputs: list[Path]) -> str:
+    """Identifies a run's inputs, so a checkpoint is only resumed by a run of the same params and data."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    for root in inputs:
+        files = sorted(p for p in Path(root).rglob("*") if p.is_file()) if Path(root).is_dir() else [Path(root)]
+        for path in files:
+            digest.update(f"{path}:{path.stat().st_size}".encode())
+            with open(path, "rb") as f:  # head and tail: cheap even for multi-GB weights
+                digest.update(f.read(1 << 20))
+                f.seek(max(0, path.stat().st_size - (1 << 20)))
+                digest.update(f.read(1 << 20))
+    return digest.hexdigest()
+
+
+def resume_checkpoint(checkpoint_dir: Path, run_id: str) -> str | None:
+    """The last checkpoint of an interrupted run with the same inputs, else None (stale ones are removed)."""
+    marker = checkpoint_dir / "run_id"
+    if marker.exists() and marker.read_text() == run_id:
+        return get_last_checkpoint(str(checkpoint_dir))
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    checkpoint_dir.mkdir(parents=True)
+    marker.write_text(run_id)
+    return None
+
+
+def train(trainer, checkpoint_dir: Path, run_id: str) -> dict:
+    """Train (resuming when possible) and return the final training metrics."""
+    checkpoint = resume_checkpoint(checkpoint_dir, run_id)
+    if checkpoint:
+        print(f"resuming from {checkpoint}")
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    metrics = dict(result.metrics)
+    metrics["resumed_from_step"] = int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
+    return metrics
+
+
+def finish(trainer, tokenizer, out_dir: Path, checkpoint_dir: Path, summary: dict) -> None:
+    """Save the model and tokenizer atomically, close the logs with the stage's facts, drop checkpoints."""
+    if trainer.is_world_process_zero():
+        with atomic_dir(out_dir) as tmp:
+            trainer.model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        for callback in trainer.callback_handler.callbacks:
+            if isinstance(callback, StepDVCLiveCallback):
+                callback.live.summary.update(summary)
+                callback.live.end()
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if os.environ.get("WORLD_SIZE"):
+        trainer.accelerator.wait_for_everyone()

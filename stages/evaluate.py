@@ -1,0 +1,42 @@
+"""evaluate: one model (pretrain, sft or grpo) on the held-out rows of every dataset in the mixture.
+
+Usage: python -m stages.evaluate <model>   Writes metrics/eval/<model>.json.
+"""
+import sys
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+from lancy import params as P
+from lancy.catalog import CATALOG
+from lancy.errors import LancyError, run_stage
+from lancy.evaluation import evaluate_tasks, perplexity
+from lancy.files import read_jsonl, write_json
+from lancy.models import load_model
+
+PARAMS = ("evaluate",)
+MODELS = ("pretrain", "sft", "grpo")
+EVAL = Path("data/mixed/eval")
+
+
+def main() -> None:
+    p = P.load(PARAMS)
+    stage = sys.argv[1]
+    if stage not in MODELS:
+        raise LancyError(f"unknown model `{stage}`; evaluate one of: {', '.join(MODELS)}")
+    model = load_model(f"models/{stage}").eval()
+    tokenizer = AutoTokenizer.from_pretrained(f"models/{stage}")
+    results = {}
+    for path in sorted(EVAL.glob("*.jsonl")):
+        spec, rows = CATALOG[path.stem], read_jsonl(path)[: p.evaluate.max_rows]
+        if spec.task == "corpus":
+            results[spec.name] = perplexity(model, tokenizer, [r["text"] for r in rows], p.evaluate.batch_size)
+        else:
+            results[spec.name] = evaluate_tasks(model, tokenizer, spec, rows, p.evaluate.max_new_tokens,
+                                                p.evaluate.batch_size)
+        print(f"{stage} on {spec.name}: {results[spec.name]}")
+    write_json(Path(f"metrics/eval/{stage}.json"), results)
+
+
+if __name__ == "__main__":
+    run_stage(main)

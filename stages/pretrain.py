@@ -1,0 +1,56 @@
+"""pretrain: a causal LM on the pretraining blocks, from scratch (model.name: scratch) or continued.
+
+Writes models/pretrain/ (model + tokenizer), metrics/pretrain/ (DVCLive) and logs/pretrain/ (TensorBoard).
+"""
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import AutoTokenizer, Trainer, TrainingArguments
+
+from lancy import params as P
+from lancy.errors import run_stage
+from lancy.models import build_scratch_model, load_model
+from lancy.training import callbacks, finish, fingerprint, run_facts, train, training_arguments
+
+PARAMS = (
+    "seed", "model.name", "model.hidden_size", "model.num_layers", "model.num_heads", "model.intermediate_size",
+    "tokenize.max_length", "pretrain",
+)
+DATA, OUT, CHECKPOINTS = Path("data/tokenized"), Path("models/pretrain"), Path("checkpoints/pretrain")
+
+
+def collate(rows: list[dict]) -> dict:
+    input_ids = torch.tensor([row["input_ids"] for row in rows])
+    return {"input_ids": input_ids, "labels": input_ids.clone()}
+
+
+def main() -> None:
+    p = P.load(PARAMS)
+    tokenizer = AutoTokenizer.from_pretrained(DATA / "tokenizer")
+    if p.model.name == "scratch":
+        model = build_scratch_model(p.model, tokenizer, p.tokenize.max_length)
+    else:
+        model = load_model(p.model.name)
+    train_set = Dataset.from_parquet(str(DATA / "pretrain.parquet"))
+    eval_set = Dataset.from_parquet(str(DATA / "pretrain_eval.parquet"))
+
+    facts = run_facts(model, p.pretrain, p.tokenize.max_length, train_blocks=len(train_set))
+    args = TrainingArguments(
+        **training_arguments(p.pretrain, CHECKPOINTS, p.seed),
+        eval_strategy="steps", eval_steps=max(1, p.pretrain.max_steps // 4),
+        per_device_eval_batch_size=p.pretrain.batch_size,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+                      data_collator=collate, callbacks=callbacks("pretrain", facts))
+    run_id = fingerprint(P.to_dict(p), [DATA / "tokenizer", DATA / "pretrain.parquet", DATA / "pretrain_eval.parquet"])
+    metrics = train(trainer, CHECKPOINTS, run_id)
+    eval_loss = trainer.evaluate()["eval_loss"]
+    finish(trainer, tokenizer, OUT, CHECKPOINTS, {
+        **facts, "train_loss": metrics["train_loss"], "eval_loss": eval_loss,
+        "eval_perplexity": float(torch.exp(torch.tensor(eval_loss))), "resumed_from_step": metrics["resumed_from_step"],
+    })
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,37 @@
+"""sft: supervised fine-tuning of models/pretrain on the packed SFT rows, loss on completions only.
+
+Writes models/sft/ (LoRA adapters merged in), metrics/sft/ (DVCLive) and logs/sft/ (TensorBoard).
+"""
+from pathlib import Path
+
+from datasets import Dataset
+from transformers import AutoTokenizer, Trainer, TrainingArguments
+
+from lancy import params as P
+from lancy.errors import run_stage
+from lancy.models import apply_lora, load_model
+from lancy.packing import PackedCollator
+from lancy.training import callbacks, finish, fingerprint, run_facts, train, training_arguments
+
+PARAMS = ("seed", "tokenize.max_length", "sft")
+BASE, DATA = Path("models/pretrain"), Path("data/tokenized/sft.parquet")
+OUT, CHECKPOINTS = Path("models/sft"), Path("checkpoints/sft")
+
+
+def main() -> None:
+    p = P.load(PARAMS)
+    tokenizer = AutoTokenizer.from_pretrained(BASE)
+    model = apply_lora(load_model(str(BASE)), p.sft.lora)
+    train_set = Dataset.from_parquet(str(DATA))
+    facts = run_facts(model, p.sft, p.tokenize.max_length, train_rows=len(train_set))
+    args = TrainingArguments(**training_arguments(p.sft, CHECKPOINTS, p.seed), remove_unused_columns=False)
+    trainer = Trainer(model=model, args=args, train_dataset=train_set,
+                      data_collator=PackedCollator(tokenizer.pad_token_id), callbacks=callbacks("sft", facts))
+    metrics = train(trainer, CHECKPOINTS, fingerprint(P.to_dict(p), [BASE, DATA]))
+    if p.sft.lora.enabled:
+        trainer.model = trainer.model.merge_and_unload()
+    finish(trainer, tokenizer, OUT, CHECKPOINTS, {**facts, **metrics})
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,74 @@
+"""tokenize: the tokenizer, pretraining blocks, packed SFT rows and fitted RL prompts.
+
+Writes data/tokenized/{tokenizer/, pretrain.parquet, pretrain_eval.parquet, sft.parquet, rl.jsonl}
+and metrics/tokenize.json.
+"""
+from pathlib import Path
+
+from datasets import Dataset
+
+from lancy import params as P
+from lancy.errors import run_stage
+from lancy.files import read_jsonl, write_json, write_jsonl
+from lancy.packing import pack_blocks, pack_sft, sft_example
+from lancy.tokenization import load_tokenizer, train_tokenizer
+
+PARAMS = ("model.name", "model.vocab_size", "tokenize")
+MIXED, OUT = Path("data/mixed"), Path("data/tokenized")
+
+
+def main() -> None:
+    p = P.load(PARAMS)
+    length = p.tokenize.max_length
+    corpus = [d["text"] for d in read_jsonl(MIXED / "corpus.jsonl")]
+    corpus_eval = [d["text"] for d in read_jsonl(MIXED / "corpus_eval.jsonl")]
+    sft_rows, rl_rows = read_jsonl(MIXED / "sft.jsonl"), read_jsonl(MIXED / "rl.jsonl")
+    if p.model.name == "scratch":
+        tokenizer = train_tokenizer(corpus, p.model.vocab_size)
+    else:
+        tokenizer = load_tokenizer(p.model.name)
+    encode = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
+    eos = tokenizer.eos_token_id
+
+    blocks, dropped_tail = pack_blocks(encode(corpus), length, eos)
+    eval_blocks, _ = pack_blocks(encode(corpus_eval), length, eos)
+
+    prompts = encode([r["prompt"] for r in sft_rows])
+    completions = [ids + [eos] for ids in encode([r["completion"] for r in sft_rows])]
+    examples, truncated = [], 0
+    for prompt_ids, completion_ids in zip(prompts, completions):
+        example, was_truncated = sft_example(prompt_ids, completion_ids, length)
+        examples.append(example)
+        truncated += was_truncated
+    packed = pack_sft(examples, length)
+    sft_tokens = sum(len(e["input_ids"]) for e in examples)
+
+    # GRPO prompts must fit max_length: a longer one loses its middle, like an SFT prompt.
+    rl_truncated = 0
+    for row, ids in zip(rl_rows, encode([r["prompt"] for r in rl_rows])):
+        if len(ids) > length:
+            fitted, _ = sft_example(ids, [], length)
+            row["prompt"] = tokenizer.decode(fitted["input_ids"])
+            rl_truncated += 1
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(OUT / "tokenizer")
+    Dataset.from_dict({"input_ids": blocks.tolist()}).to_parquet(OUT / "pretrain.parquet")
+    Dataset.from_dict({"input_ids": eval_blocks.tolist()}).to_parquet(OUT / "pretrain_eval.parquet")
+    packed.to_parquet(OUT / "sft.parquet")
+    write_jsonl(OUT / "rl.jsonl", rl_rows)
+    write_json(Path("metrics/tokenize.json"), {
+        "vocab_size": len(tokenizer),
+        "pretrain": {"blocks": len(blocks), "tokens": int(blocks.size), "dropped_tail_tokens": dropped_tail,
+                     "eval_blocks": len(eval_blocks), "packing_efficiency": 1.0},
+        "sft": {"examples": len(examples), "tokens": sft_tokens, "rows": len(packed), "truncated": truncated,
+                "completion_tokens": sum(sum(t != -100 for t in e["labels"]) for e in examples),
+                "packing_efficiency": sft_tokens / (len(packed) * length)},
+        "rl": {"prompts": len(rl_rows), "truncated": rl_truncated},
+    })
+    print(f"{len(blocks)} pretraining blocks, {len(examples)} SFT examples in {len(packed)} rows "
+          f"({sft_tokens / (len(packed) * length):.3f} real tokens), {len(rl_rows)} RL prompts")
+
+
+if __name__ == "__main__":
+    run_stage(main)
