@@ -31,7 +31,8 @@ def _words(text: str) -> tuple[str, ...]:
 
 
 def _phrases(text: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in text.split("|") if p.strip())
+    """'a | b c |\n d' -> ('a', 'b c', 'd'): phrases split on '|', whitespace (line breaks too) collapsed."""
+    return tuple(" ".join(p.split()) for p in text.split("|") if p.strip())
 
 
 # ---------------------------------------------------------------- sentiment (imdb, sst2)
@@ -179,17 +180,12 @@ def _plural(noun: str) -> str:
     return noun + "s"
 
 
-def _amount(rng: random.Random) -> str:
-    return f"{rng.choice((rng.randint(2, 99), rng.randint(100, 950), rng.randint(1000, 90000))):,}"
-
-
 _FILL = {
     "first": lambda r: r.choice(FIRST_NAMES),
     "surname": lambda r: r.choice(SURNAMES),
     "person": lambda r: f"{r.choice(FIRST_NAMES)} {r.choice(SURNAMES if r.random() < 0.7 else (_coin(r),))}",
     "occupation": lambda r: r.choice(OCCUPATIONS),
     "object": lambda r: r.choice(OBJECTS),
-    "objects": lambda r: _plural(r.choice(OBJECTS)),
     "place": lambda r: r.choice(PLACES),
     "adj": lambda r: r.choice(ADJECTIVES),
     "padj": lambda r: r.choice(PLACE_ADJECTIVES),
@@ -203,14 +199,12 @@ _FILL = {
     "nation": lambda r: _coin(r, 1, 2) + r.choice(("ian", "ese", "ish", "ic", "an")),
     "month": lambda r: r.choice(MONTHS),
     "decade": lambda r: f"{r.randint(180, 201)}0s",
-    "year": lambda r: str(r.randint(1780, 2015)),
     "small": lambda r: str(r.randint(2, 12)),
     "ordinal": lambda r: r.choice(("second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")),
     "occupations": lambda r: _plural(r.choice(OCCUPATIONS)),
     "num": lambda r: str(r.randint(12, 480)),
     "big": lambda r: f"{r.randint(1200, 95000):,}",
     "dec": lambda r: f"{r.randint(1, 9)}.{r.randint(1, 9)}",
-    "amount": _amount,
     "mins": lambda r: str(r.randint(84, 178)),
 }
 
@@ -250,7 +244,7 @@ The story follows {first}, a {occupation} from {town} who {verb} a {adj} {object
 Set in {town} during the {decade}, the film follows two {trait} {occupations} and a {adj} {object}. |
 Most of the action takes place in a {padj} {place} just outside {town}. |
 The movie was directed by {person} and runs about {mins} minutes. |
-I watched it on a {padj} {month} evening with my {relative}. |
+I watched it one evening in {month} with my {relative}. |
 Halfway through, {first} {verb} a {adj} {object} hidden in an old {place}. |
 There is also a subplot about {first}'s {relative} and a {object} that nobody can explain. |
 {first} and {first2} spend most of the second hour looking for a {adj} {object}. |
@@ -300,12 +294,22 @@ a {s} look at life in a {padj} {place} | it's {s}, and the {aspect} only makes i
 """)
 
 
+_SST_TAILS = _phrases("""
+about a {trait} {occupation} and a {adj} {object} | set in {town} | from director {person} |
+for anyone who grew up near a {padj} {place} | , even with {person} in the cast | about life in {town} |
+, and {first} 's {adj} {object} is hard to forget | in the {decade}
+""")
+
+
 def _sst2_row(rng: random.Random, index: int) -> dict:
     label = rng.randint(0, 1)
     words, phrases = (POSITIVE_WORDS, POSITIVE_PHRASES) if label else (NEGATIVE_WORDS, NEGATIVE_PHRASES)
     while True:
         s, s2 = rng.sample(words, 2)
-        text = _fill(rng, rng.choice(_SST_TEMPLATES), {"s": s, "s2": s2, "ph": rng.choice(phrases)}).lower()
+        template = rng.choice(_SST_TEMPLATES)
+        if len(template.split()) < 8 and rng.random() < 0.6:  # short phrases get a neutral tail for variety
+            template = template.rstrip(" .") + " " + rng.choice(_SST_TAILS)
+        text = _fill(rng, template, {"s": s, "s2": s2, "ph": rng.choice(phrases)}).lower()
         text = re.sub(r"\s*([,.;:!?])", r" \1", text).replace("'s ", " 's ").replace("n't ", " n't ")
         text = " ".join(text.split()) + " "
         if 5 <= len(text.split()) <= 25:
@@ -328,9 +332,12 @@ _MRPC_ACTIONS = (
     (12, 900, "hired {n} new engineers", "added {n} engineers to its staff", "took on {n} more engineers"),
     (5, 950, "signed a ${n} million contract with {target}", "won a ${n} million deal from {target}",
      "secured a ${n} million agreement with {target}"),
-    (2, 18, "delayed the project by {n} months", "pushed back the project {n} months", "postponed the project for {n} months"),
-    (4, 700, "approved a budget of ${n} million", "passed a ${n} million budget", "signed off on spending of ${n} million"),
-    (5, 49, "sold a {n} percent stake in {target}", "divested {n} percent of {target}", "disposed of its {n} percent holding in {target}"),
+    (2, 18, "delayed the project by {n} months", "pushed back the project {n} months",
+     "postponed the project for {n} months"),
+    (4, 700, "approved a budget of ${n} million", "passed a ${n} million budget",
+     "signed off on spending of ${n} million"),
+    (5, 49, "sold a {n} percent stake in {target}", "divested {n} percent of {target}",
+     "disposed of its {n} percent holding in {target}"),
     (3, 140, "closed {n} branches", "shut down {n} of its branches", "ended operations at {n} branches"),
 )
 _MRPC_FRAMES = (
@@ -346,7 +353,9 @@ _MRPC_ROLES = _phrases("""
 chief executive | spokesman | spokeswoman | finance director | chairman | chief operating officer |
 president | head of communications | general counsel | managing director
 """)
-_ORG_SUFFIXES = _phrases("Corp. | Inc. | Group | Holdings | Systems | Energy | Bank | Motors | Foods | Airlines | Pharmaceuticals | Telecom")
+_ORG_SUFFIXES = _phrases("""
+Corp. | Inc. | Group | Holdings | Systems | Energy | Bank | Motors | Foods | Airlines | Pharmaceuticals | Telecom
+""")
 
 
 def _org(rng: random.Random) -> str:
@@ -376,7 +385,8 @@ def _mrpc_row(rng: random.Random, index: int) -> dict:
     if not label:
         change = rng.choice(("number", "org", "action", "town"))
         if change == "number":
-            changed["n"] = f"{rng.choice((n + rng.randint(1, 9), n * rng.randint(2, 3), n // 2 + 1 if n > 2 else 9)):,}"
+            other_n = rng.choice((n + rng.randint(1, 9), n * rng.randint(2, 3), n // 2 + 1 if n > 2 else 9))
+            changed["n"] = f"{other_n:,}"
         elif change == "org":
             changed["org"] = _org(rng)
         elif change == "town":
@@ -403,7 +413,8 @@ def _step(text: str, expr: str, value: int, after: str, money: bool = False) -> 
 
 
 def _gsm_half(r, p):
-    x, items, (m1, m2) = 2 * r.randint(6, 60), r.choice(ITEMS).replace("-", " "), r.sample(MONTHS, 2)
+    x, items, month = 2 * r.randint(6, 60), r.choice(ITEMS).replace("-", " "), r.randrange(11)
+    m1, m2 = MONTHS[month], MONTHS[month + 1]
     q = (f"{p['name']} sold {x} {items} in {m1}, and then {p['he']} sold half as many {items} in {m2}. "
          f"How many {items} did {p['name']} sell altogether in {m1} and {m2}?")
     h = x // 2
@@ -424,8 +435,9 @@ def _gsm_wage(r, p):
     q = (f"{p['name']} works as a {job} and earns ${rate} per hour. {p['He']} works {hours} hours a day "
          f"for {days} days. How much money does {p['he']} earn?")
     q = re.sub(r"\ba (?=[aeiou])", "an ", q)
-    return q, [_step(f"Each day {p['he']} earns", f"{rate}*{hours}", rate * hours, ".", money=True),
-               _step(f"In {days} days {p['he']} earns", f"{rate * hours}*{days}", rate * hours * days, ".", money=True)]
+    daily = rate * hours
+    return q, [_step(f"Each day {p['he']} earns", f"{rate}*{hours}", daily, ".", money=True),
+               _step(f"In {days} days {p['he']} earns", f"{daily}*{days}", daily * days, ".", money=True)]
 
 
 def _gsm_share(r, p):
@@ -455,7 +467,8 @@ def _gsm_tickets(r, p):
          f"to {event}. How much does {p['he']} spend in total?")
     return q, [_step("The adult tickets cost", f"{a}*{price_a}", a * price_a, ".", money=True),
                _step("The child tickets cost", f"{c}*{price_c}", c * price_c, ".", money=True),
-               _step(f"{p['He']} spends", f"{a * price_a}+{c * price_c}", a * price_a + c * price_c, " in total.", money=True)]
+               _step(f"{p['He']} spends", f"{a * price_a}+{c * price_c}", a * price_a + c * price_c, " in total.",
+                     money=True)]
 
 
 def _gsm_pages(r, p):
@@ -494,7 +507,8 @@ def _gsm_garden(r, p):
 
 
 def _gsm_times(r, p):
-    x, k, d, items, friend = r.randint(3, 20), r.randint(2, 5), r.randint(1, 9), r.choice(ITEMS).replace("-", " "), r.choice(FIRST_NAMES)
+    x, k, d = r.randint(3, 20), r.randint(2, 5), r.randint(1, 9)
+    items, friend = r.choice(ITEMS).replace("-", " "), r.choice(FIRST_NAMES)
     q = (f"{p['name']} has {x} {items}. {friend} has {k} times as many {items} as {p['name']} but then loses {d} "
          f"of them. How many {items} does {friend} have now?")
     return q, [_step(f"{friend} had", f"{x}*{k}", x * k, f" {items}."),
@@ -505,8 +519,8 @@ def _gsm_average(r, p):
     scores = [r.randint(8, 40) for _ in range(3)]
     scores[2] += (3 - sum(scores) % 3) % 3
     a, b, c = scores
-    q = (f"{p['name']} scored {a}, {b}, and {c} points in three {r.choice(('basketball', 'trivia', 'chess', 'bowling'))} "
-         f"games. What was {p['his']} average score per game?")
+    game = r.choice(("basketball", "trivia", "chess", "bowling", "soccer", "spelling"))
+    q = f"{p['name']} scored {a}, {b}, and {c} points in three {game} games. What was {p['his']} average per game?"
     return q, [_step(f"{p['He']} scored", f"{a}+{b}+{c}", a + b + c, " points in total."),
                _step(f"{p['His']} average was", f"{a + b + c}/3", (a + b + c) // 3, " points per game.")]
 
@@ -574,7 +588,8 @@ The specific name honours {person} , a {occupation} who collected the type speci
 Females lay between {small} and {num} eggs , usually in {month} . |
 A population of about {big} individuals was estimated in {y2} . |
 The species is listed as {status} because of habitat loss near {town} . |
-Its closest relative is {coin} {coin2} , from which it differs in the colour of the head and the length of the tail .""")),
+Its closest relative is {coin} {coin2} , from which it differs in the colour of the head and the length of
+the tail .""")),
     "ship": (("Design and construction", "Service history", "Fate"), _phrases("""
 {T} was a {kind} built for the {nation} Navy at the {coin} shipyard in {home} . |
 She was laid down in {y0} , launched in {y1} , and commissioned in {month} {y1} . |
@@ -618,9 +633,11 @@ def _wiki_title(rng: random.Random, kind: str, fixed: dict) -> str:
     if kind == "place":
         return fixed["home"]
     if kind == "species":
-        return f"{_coin(rng)}{rng.choice(('us', 'ia', 'ops', 'odon', 'ella'))} {_coin(rng).lower()}{rng.choice(('ensis', 'i', 'ata', 'ii'))}"
+        genus = _coin(rng) + rng.choice(("us", "ia", "ops", "odon", "ella"))
+        return f"{genus} {_coin(rng).lower()}{rng.choice(('ensis', 'i', 'ata', 'ii'))}"
     if kind == "ship":
-        return f"{rng.choice(('HMS', 'SS', 'USS', 'RMS'))} {rng.choice((_coin(rng), rng.choice(ADJECTIVES).capitalize()))}"
+        name = _coin(rng) if rng.random() < 0.5 else rng.choice(TRAITS + ADJECTIVES).capitalize()
+        return f"{rng.choice(('HMS', 'SS', 'USS', 'RMS'))} {name}"
     if kind == "album":
         return f"{rng.choice(PLACE_ADJECTIVES + TRAITS).capitalize()} {_plural(rng.choice(OBJECTS)).capitalize()}"
     return f"Battle of {fixed['home']}"
@@ -683,7 +700,8 @@ _GENERATORS = {"imdb": _rows(_imdb_row), "sst2": _rows(_sst2_row), "mrpc": _rows
 
 
 def generate(name: str, split: str, n_rows: int, seed: int) -> list[dict]:
-    """Return n_rows rows of the named stand-in for split ("train" or "test"), deterministic in (name, split, n_rows, seed)."""
+    """Return n_rows rows of the named stand-in for split ("train" or "test"), deterministic in
+    (name, split, n_rows, seed)."""
     if name not in EMBEDDED_DATASETS:
         raise ValueError(f"no embedded stand-in named {name!r}; choose one of {', '.join(EMBEDDED_DATASETS)}")
     if split not in SPLITS:

@@ -18,7 +18,8 @@ SCHEMAS = {
 
 
 def _pattern(terms):
-    return re.compile(r"(?<![\w-])(" + "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)) + r")(?![\w-])")
+    alternatives = "|".join(re.escape(term) for term in sorted(terms, key=len, reverse=True))
+    return re.compile(r"(?<![\w-])(" + alternatives + r")(?![\w-])")
 
 
 POSITIVE = _pattern(POSITIVE_TERMS)
@@ -58,7 +59,8 @@ def test_deterministic_and_splits_differ(name):
     text_columns = [c for c, kind in SCHEMAS[name].items() if kind is str]
 
     def texts(rows):  # wikitext blanks and section headings repeat by design: compare the other rows
-        return {tuple(row[c] for c in text_columns) for row in rows if row[text_columns[0]].strip()[:1] not in ("", "=")}
+        return {tuple(row[c] for c in text_columns) for row in rows
+                if row[text_columns[0]].strip()[:1] not in ("", "=")}
 
     assert texts(test) and len(texts(first) & texts(test)) <= 0.03 * len(texts(test))  # sst2 phrases are short
 
