@@ -37,12 +37,13 @@ def evaluate_tasks(model, tokenizer, spec: DatasetSpec, records: list[dict], max
         outputs = generate(model, tokenizer, prompts, label_tokens(tokenizer, spec.labels), batch_size)
         predictions = [parse_label(o, spec.labels) for o in outputs]
         return {
-            "accuracy": _mean(p == r["answer"] for p, r in zip(predictions, records)),
+            "accuracy": _mean(p == r["answer"] for p, r in zip(predictions, records, strict=True)),
             "invalid_rate": _mean(p is None for p in predictions),
             "rows": len(records),
         }
     outputs = generate(model, tokenizer, prompts, max_new_tokens, batch_size)
-    return {"exact_match": _mean(final_number(o) == r["answer"] for o, r in zip(outputs, records)), "rows": len(records)}
+    correct = [final_number(o) == r["answer"] for o, r in zip(outputs, records, strict=True)]
+    return {"exact_match": _mean(correct), "rows": len(records)}
 
 
 @torch.no_grad()

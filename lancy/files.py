@@ -4,6 +4,15 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
+from lancy.errors import LancyError
+
+
+def require(*paths: Path) -> None:
+    """Stop with one clear line when an input written by an earlier stage is missing."""
+    for path in paths:
+        if not Path(path).exists():
+            raise LancyError(f"{path} is missing; run `dvc repro` to build it (an earlier stage writes it)")
+
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path = Path(path)

@@ -1,6 +1,4 @@
 """Models: a small Llama built from params, or a pretrained model loaded from the Hub or a folder."""
-from pathlib import Path
-
 from lancy.errors import LancyError
 from lancy.tokenization import model_not_found
 
@@ -46,11 +44,10 @@ def load_model(name: str):
     """A causal LM from a local folder or a Hub id, with fp32 weights (training autocasts to bf16 on CUDA)."""
     from transformers import AutoModelForCausalLM
 
-    if not Path(name).exists() and name.startswith((".", "/", "models/")):
-        raise LancyError(f"model folder `{name}` does not exist; run the stage that writes it first (dvc repro)")
     try:
-        return AutoModelForCausalLM.from_pretrained(name, dtype="float32", attn_implementation=attention_implementation())
-    except OSError as error:
+        attention = attention_implementation()
+        return AutoModelForCausalLM.from_pretrained(name, dtype="float32", attn_implementation=attention)
+    except (OSError, ValueError) as error:
         raise LancyError(model_not_found(name, error)) from None
 
 

@@ -149,7 +149,8 @@ def _scalar(value: Any, kind: str, key: str):
         "str": isinstance(value, str),
     }[kind]
     if not ok:
-        raise LancyError(f"params key `{key}` must be a {kind}, got {value!r}")
+        article = "an" if kind == "int" else "a"
+        raise LancyError(f"params key `{key}` must be {article} {kind}, got {value!r}")
     return float(value) if kind == "float" else value
 
 
@@ -170,6 +171,7 @@ def _weights(raw: Any, key: str) -> dict[str, float]:
 def validate(params: Params) -> None:
     """Cross-key checks that a single key's type cannot express."""
     from lancy.catalog import CATALOG  # the catalog imports nothing from here
+    from lancy.tokenization import looks_like_path
 
     if params.data.source not in DATA_SOURCES:
         raise LancyError(
@@ -199,6 +201,9 @@ def validate(params: Params) -> None:
     for section in ("pretrain", "sft", "grpo"):
         if getattr(params, section).max_steps <= 0:
             raise LancyError(f"params key `{section}.max_steps` must be > 0")
+    name = params.model.name
+    if name != "scratch" and looks_like_path(name) and not Path(name).expanduser().exists():
+        raise LancyError(f"params key `model.name`: folder `{name}` does not exist; use scratch, a Hub id or a folder")
     if params.grpo.batch_size % params.grpo.num_generations:
         raise LancyError("params key `grpo.batch_size` must be a multiple of `grpo.num_generations`")
 

@@ -13,7 +13,9 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     from transformers import PreTrainedTokenizerFast
 
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS, PAD], show_progress=False)
+    bpe.train_from_iterator(
+        texts, vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS, PAD], show_progress=False
+    )
     return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=EOS, bos_token=EOS, pad_token=PAD)
 
 
@@ -23,7 +25,7 @@ def load_tokenizer(name: str):
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise LancyError(model_not_found(name, error)) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -32,9 +34,17 @@ def load_tokenizer(name: str):
 
 def model_not_found(name: str, error: Exception) -> str:
     """The one-line message for a model name that is neither a local folder nor reachable on the Hub."""
-    if Path(name).exists() or name.startswith((".", "/")) or name.count("/") > 1:
-        return f"model folder `{name}` (params key `model.name`) has no loadable model or tokenizer: {str(error).splitlines()[0][:160]}"
+    if not Path(name).exists() and looks_like_path(name):
+        return f"model folder `{name}` (params key `model.name`) does not exist; give an existing folder or a Hub id"
+    if Path(name).exists():
+        reason = str(error).splitlines()[0][:160]
+        return f"model folder `{name}` (params key `model.name`) holds no loadable model or tokenizer: {reason}"
     return (
         f"params key `model.name` is `{name}`, which is not a local folder and could not be loaded from the "
         f"Hugging Face Hub (offline, or a wrong id); use `scratch`, a local folder, or a reachable Hub id"
     )
+
+
+def looks_like_path(name: str) -> bool:
+    """A Hub id is `name` or `owner/name`; anything else is meant as a folder."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1

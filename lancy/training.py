@@ -124,15 +124,13 @@ def resume_checkpoint(checkpoint_dir: Path, run_id: str) -> str | None:
     return None
 
 
-def train(trainer, checkpoint_dir: Path, run_id: str) -> dict:
-    """Train (resuming when possible) and return the final training metrics."""
+def train(trainer, checkpoint_dir: Path, run_id: str) -> int:
+    """Train, resuming from the checkpoint of an interrupted run when there is one; return the step resumed from."""
     checkpoint = resume_checkpoint(checkpoint_dir, run_id)
     if checkpoint:
         print(f"resuming from {checkpoint}")
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    metrics = dict(result.metrics)
-    metrics["resumed_from_step"] = int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
-    return metrics
+    trainer.train(resume_from_checkpoint=checkpoint)
+    return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
 
 
 def finish(trainer, tokenizer, out_dir: Path, checkpoint_dir: Path, summary: dict) -> None:

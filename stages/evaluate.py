@@ -5,14 +5,13 @@ Usage: python -m stages.evaluate <model>   Writes metrics/eval/<model>.json.
 import sys
 from pathlib import Path
 
-from transformers import AutoTokenizer
-
 from lancy import params as P
 from lancy.catalog import CATALOG
 from lancy.errors import LancyError, run_stage
 from lancy.evaluation import evaluate_tasks, perplexity
-from lancy.files import read_jsonl, write_json
+from lancy.files import read_jsonl, require, write_json
 from lancy.models import load_model
+from lancy.tokenization import load_tokenizer
 
 PARAMS = ("evaluate",)
 MODELS = ("pretrain", "sft", "grpo")
@@ -24,8 +23,9 @@ def main() -> None:
     stage = sys.argv[1]
     if stage not in MODELS:
         raise LancyError(f"unknown model `{stage}`; evaluate one of: {', '.join(MODELS)}")
+    require(Path("models") / stage, EVAL)
     model = load_model(f"models/{stage}").eval()
-    tokenizer = AutoTokenizer.from_pretrained(f"models/{stage}")
+    tokenizer = load_tokenizer(f"models/{stage}")
     results = {}
     for path in sorted(EVAL.glob("*.jsonl")):
         spec, rows = CATALOG[path.stem], read_jsonl(path)[: p.evaluate.max_rows]

@@ -5,15 +5,15 @@ Writes models/grpo/, metrics/grpo/ (DVCLive) and logs/grpo/ (TensorBoard).
 from pathlib import Path
 
 from datasets import Dataset
-from transformers import AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
 from lancy import params as P
 from lancy.errors import run_stage
-from lancy.files import read_jsonl
+from lancy.files import read_jsonl, require
 from lancy.models import load_model
 from lancy.rewards import task_reward
-from lancy.training import callbacks, finish, fingerprint, run_facts, train, training_arguments
+from lancy.tokenization import load_tokenizer
+from lancy.training import callbacks, fingerprint, finish, run_facts, train, training_arguments
 
 PARAMS = ("seed", "grpo")
 BASE, DATA = Path("models/sft"), Path("data/tokenized/rl.jsonl")
@@ -23,7 +23,8 @@ OUT, CHECKPOINTS = Path("models/grpo"), Path("checkpoints/grpo")
 def main() -> None:
     p = P.load(PARAMS)
     g = p.grpo
-    tokenizer = AutoTokenizer.from_pretrained(BASE)
+    require(BASE, DATA)
+    tokenizer = load_tokenizer(str(BASE))
     tokenizer.padding_side = "left"
     model = load_model(str(BASE))
     prompts = Dataset.from_list(read_jsonl(DATA))
@@ -35,8 +36,8 @@ def main() -> None:
     )
     trainer = GRPOTrainer(model=model, reward_funcs=task_reward, args=config, train_dataset=prompts,
                           processing_class=tokenizer, callbacks=callbacks("grpo", facts))
-    metrics = train(trainer, CHECKPOINTS, fingerprint(P.to_dict(p), [BASE, DATA]))
-    finish(trainer, tokenizer, OUT, CHECKPOINTS, {**facts, **metrics})
+    resumed_from = train(trainer, CHECKPOINTS, fingerprint(P.to_dict(p), [BASE, DATA]))
+    finish(trainer, tokenizer, OUT, CHECKPOINTS, {**facts, "resumed_from_step": resumed_from})
 
 
 if __name__ == "__main__":

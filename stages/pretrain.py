@@ -2,16 +2,19 @@
 
 Writes models/pretrain/ (model + tokenizer), metrics/pretrain/ (DVCLive) and logs/pretrain/ (TensorBoard).
 """
+import math
 from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import AutoTokenizer, Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments
 
 from lancy import params as P
 from lancy.errors import run_stage
+from lancy.files import require
 from lancy.models import build_scratch_model, load_model
-from lancy.training import callbacks, finish, fingerprint, run_facts, train, training_arguments
+from lancy.tokenization import load_tokenizer
+from lancy.training import callbacks, fingerprint, finish, run_facts, train, training_arguments
 
 PARAMS = (
     "seed", "model.name", "model.hidden_size", "model.num_layers", "model.num_heads", "model.intermediate_size",
@@ -27,7 +30,8 @@ def collate(rows: list[dict]) -> dict:
 
 def main() -> None:
     p = P.load(PARAMS)
-    tokenizer = AutoTokenizer.from_pretrained(DATA / "tokenizer")
+    require(DATA / "tokenizer", DATA / "pretrain.parquet", DATA / "pretrain_eval.parquet")
+    tokenizer = load_tokenizer(str(DATA / "tokenizer"))
     if p.model.name == "scratch":
         model = build_scratch_model(p.model, tokenizer, p.tokenize.max_length)
     else:
@@ -44,12 +48,10 @@ def main() -> None:
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                       data_collator=collate, callbacks=callbacks("pretrain", facts))
     run_id = fingerprint(P.to_dict(p), [DATA / "tokenizer", DATA / "pretrain.parquet", DATA / "pretrain_eval.parquet"])
-    metrics = train(trainer, CHECKPOINTS, run_id)
-    eval_loss = trainer.evaluate()["eval_loss"]
-    finish(trainer, tokenizer, OUT, CHECKPOINTS, {
-        **facts, "train_loss": metrics["train_loss"], "eval_loss": eval_loss,
-        "eval_perplexity": float(torch.exp(torch.tensor(eval_loss))), "resumed_from_step": metrics["resumed_from_step"],
-    })
+    resumed_from = train(trainer, CHECKPOINTS, run_id)
+    eval_loss = trainer.evaluate()["eval_loss"]  # logged as eval/loss at the last step
+    finish(trainer, tokenizer, OUT, CHECKPOINTS,
+           {**facts, "eval_perplexity": math.exp(eval_loss), "resumed_from_step": resumed_from})
 
 
 if __name__ == "__main__":

@@ -5,13 +5,15 @@ Writes models/sft/ (LoRA adapters merged in), metrics/sft/ (DVCLive) and logs/sf
 from pathlib import Path
 
 from datasets import Dataset
-from transformers import AutoTokenizer, Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments
 
 from lancy import params as P
 from lancy.errors import run_stage
+from lancy.files import require
 from lancy.models import apply_lora, load_model
 from lancy.packing import PackedCollator
-from lancy.training import callbacks, finish, fingerprint, run_facts, train, training_arguments
+from lancy.tokenization import load_tokenizer
+from lancy.training import callbacks, fingerprint, finish, run_facts, train, training_arguments
 
 PARAMS = ("seed", "tokenize.max_length", "sft")
 BASE, DATA = Path("models/pretrain"), Path("data/tokenized/sft.parquet")
@@ -20,17 +22,18 @@ OUT, CHECKPOINTS = Path("models/sft"), Path("checkpoints/sft")
 
 def main() -> None:
     p = P.load(PARAMS)
-    tokenizer = AutoTokenizer.from_pretrained(BASE)
+    require(BASE, DATA)
+    tokenizer = load_tokenizer(str(BASE))
     model = apply_lora(load_model(str(BASE)), p.sft.lora)
     train_set = Dataset.from_parquet(str(DATA))
     facts = run_facts(model, p.sft, p.tokenize.max_length, train_rows=len(train_set))
     args = TrainingArguments(**training_arguments(p.sft, CHECKPOINTS, p.seed), remove_unused_columns=False)
     trainer = Trainer(model=model, args=args, train_dataset=train_set,
                       data_collator=PackedCollator(tokenizer.pad_token_id), callbacks=callbacks("sft", facts))
-    metrics = train(trainer, CHECKPOINTS, fingerprint(P.to_dict(p), [BASE, DATA]))
+    resumed_from = train(trainer, CHECKPOINTS, fingerprint(P.to_dict(p), [BASE, DATA]))
     if p.sft.lora.enabled:
         trainer.model = trainer.model.merge_and_unload()
-    finish(trainer, tokenizer, OUT, CHECKPOINTS, {**facts, **metrics})
+    finish(trainer, tokenizer, OUT, CHECKPOINTS, {**facts, "resumed_from_step": resumed_from})
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from datasets import Dataset
 
 from lancy import params as P
 from lancy.errors import run_stage
-from lancy.files import read_jsonl, write_json, write_jsonl
+from lancy.files import read_jsonl, require, write_json, write_jsonl
 from lancy.packing import pack_blocks, pack_sft, sft_example
 from lancy.tokenization import load_tokenizer, train_tokenizer
 
@@ -20,6 +20,7 @@ MIXED, OUT = Path("data/mixed"), Path("data/tokenized")
 def main() -> None:
     p = P.load(PARAMS)
     length = p.tokenize.max_length
+    require(*(MIXED / f"{name}.jsonl" for name in ("corpus", "corpus_eval", "sft", "rl")))
     corpus = [d["text"] for d in read_jsonl(MIXED / "corpus.jsonl")]
     corpus_eval = [d["text"] for d in read_jsonl(MIXED / "corpus_eval.jsonl")]
     sft_rows, rl_rows = read_jsonl(MIXED / "sft.jsonl"), read_jsonl(MIXED / "rl.jsonl")
@@ -36,7 +37,7 @@ def main() -> None:
     prompts = encode([r["prompt"] for r in sft_rows])
     completions = [ids + [eos] for ids in encode([r["completion"] for r in sft_rows])]
     examples, truncated = [], 0
-    for prompt_ids, completion_ids in zip(prompts, completions):
+    for prompt_ids, completion_ids in zip(prompts, completions, strict=True):
         example, was_truncated = sft_example(prompt_ids, completion_ids, length)
         examples.append(example)
         truncated += was_truncated
@@ -45,7 +46,7 @@ def main() -> None:
 
     # GRPO prompts must fit max_length: a longer one loses its middle, like an SFT prompt.
     rl_truncated = 0
-    for row, ids in zip(rl_rows, encode([r["prompt"] for r in rl_rows])):
+    for row, ids in zip(rl_rows, encode([r["prompt"] for r in rl_rows]), strict=True):
         if len(ids) > length:
             fitted, _ = sft_example(ids, [], length)
             row["prompt"] = tokenizer.decode(fitted["input_ids"])
