@@ -4,7 +4,9 @@ Pretraining: documents are concatenated (EOS between them) and cut into `max_len
 SFT: each prompt + completion is one example with loss on the completion only; examples are packed
 best-fit-decreasing (TRL's `pack_dataset`) into `max_length` bins whose position_ids restart at every
 example. With no attention mask, transformers turns restarting position_ids into a block-diagonal causal
-mask, so packed examples never attend to each other (tests/test_packing.py checks the logits).
+mask, so packed examples never attend to each other (tests/test_packing.py checks the logits). This holds
+for training forward passes without a KV cache (Trainer sets `use_cache=False`); with a cache,
+transformers ignores the restarts.
 """
 import numpy as np
 

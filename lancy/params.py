@@ -204,6 +204,8 @@ def validate(params: Params) -> None:
     name = params.model.name
     if name != "scratch" and looks_like_path(name) and not Path(name).expanduser().exists():
         raise LancyError(f"params key `model.name`: folder `{name}` does not exist; use scratch, a Hub id or a folder")
+    if params.grpo.num_generations < 2:
+        raise LancyError("params key `grpo.num_generations` must be >= 2 (GRPO compares completions within a group)")
     if params.grpo.batch_size % params.grpo.num_generations:
         raise LancyError("params key `grpo.batch_size` must be a multiple of `grpo.num_generations`")
 

@@ -27,6 +27,7 @@ def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
         max_steps=section.max_steps,
         per_device_train_batch_size=section.batch_size,
         learning_rate=section.learning_rate,
+        weight_decay=getattr(section, "weight_decay", 0.0),
         warmup_steps=section.warmup_ratio,  # a float < 1 is a fraction of max_steps
         lr_scheduler_type="cosine",
         logging_steps=section.logging_steps,

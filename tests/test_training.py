@@ -1,0 +1,96 @@
+"""Training stages on a tiny workspace: resumption after a kill, step-0 facts, curves at optimizer steps."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "data": {"train_rows": 200, "test_rows": 20},
+    "mixture": {"imdb": 0.5, "sst2": 0.5, "wikitext": 0.0},
+    "corpus": {"wikitext": 0.5, "imdb": 0.5},
+    "mix": {"sft_rows": 100, "rl_rows": 8, "corpus_chars": 60_000},
+    "model": {"vocab_size": 512, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
+    "tokenize": {"max_length": 64},
+    "pretrain": {"max_steps": 240, "batch_size": 2, "logging_steps": 10, "learning_rate": 0.003},
+}
+
+
+def _env(root: Path) -> dict:
+    return dict(os.environ, PYTHONPATH=str(root), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+
+
+def _stage(root: Path, *args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", *args], cwd=root, env=_env(root), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """lancy, its stages and tiny params, with the data stages already run (no git, no dvc needed)."""
+    root = tmp_path_factory.mktemp("workspace")
+    for name in ("lancy", "stages"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section] = values if section in ("mixture", "corpus") else {**params[section], **values}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    for name in TINY["mixture"]:
+        _stage(root, "stages.download", name)
+    _stage(root, "stages.mix")
+    _stage(root, "stages.tokenize")
+    return root
+
+
+def test_pretrain_killed_after_a_checkpoint_resumes_from_it(workspace: Path):
+    checkpoints = workspace / "checkpoints" / "pretrain"
+    process = subprocess.Popen([sys.executable, "-m", "stages.pretrain"], cwd=workspace, env=_env(workspace),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not list(checkpoints.glob("checkpoint-*/trainer_state.json")) and time.time() < deadline:
+        assert process.poll() is None, "pretrain finished before its first checkpoint could be interrupted"
+        time.sleep(0.05)
+    time.sleep(0.5)  # let the checkpoint finish writing, as a real interruption might not
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved = sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
+    assert saved and saved[-1] < 240, "the run was not interrupted midway"
+    assert not (workspace / "models" / "pretrain" / "config.json").exists(), "a killed stage left a model behind"
+
+    output = _stage(workspace, "stages.pretrain")
+    assert f"resuming from checkpoints/pretrain/checkpoint-{saved[-1]}" in output
+    summary = json.loads((workspace / "metrics/pretrain/metrics.json").read_text())
+    assert summary["resumed_from_step"] == saved[-1] and summary["step"] == 240
+    assert (workspace / "models/pretrain/model.safetensors").exists()
+    assert not checkpoints.exists(), "checkpoints of a finished run are removed"
+    # The curve is continuous across the interruption, logged at optimizer steps, and the loss fell.
+    rows = (workspace / "metrics/pretrain/plots/metrics/loss.tsv").read_text().split("\n")[1:]
+    steps = [int(row.split("\t")[0]) for row in rows if row]
+    losses = [float(row.split("\t")[1]) for row in rows if row]
+    assert steps == list(range(10, 241, 10))
+    assert losses[0] > 6.0 and losses[-1] < losses[0] - 1.0  # from uniform over 512 tokens (6.24) down
+
+
+def test_step_zero_facts_in_tensorboard_and_metrics(workspace: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not (workspace / "models/pretrain").exists():
+        _stage(workspace, "stages.pretrain")
+    events = EventAccumulator(str(workspace / "logs/pretrain"))
+    events.Reload()
+    params = events.Scalars("facts/total_params")
+    assert params[0].step == 0 and params[0].value > 10_000
+    assert events.Scalars("facts/trainable_share")[0].value == 1.0
+    assert events.Scalars("facts/token_budget")[0].value == 240 * 2 * 64
+    summary = json.loads((workspace / "metrics/pretrain/metrics.json").read_text())
+    assert summary["attention"] == "sdpa" and summary["device"] == "cpu" and summary["dtype"] == "float32"
+    assert summary["total_params"] == params[0].value
