@@ -1,14 +1,15 @@
 """Evaluation: greedy generation parsed into answers, and perplexity on held-out text.
 
-Classification: the generated text must start with one of the dataset's label words; anything else is
-invalid and counts as wrong. Math: exact match of the final number. Corpus text: perplexity.
+Classification and multiple choice: the generated text must start with one of the row's label words or
+option letters; anything else is invalid and counts as wrong. Math: exact match of the final number (or of
+the exact answer). QA and instructions: token F1. Code: the share that parses as Python. Corpus text:
+perplexity.
 """
 import math
 
 import torch
 
-from lancy.answers import final_number, parse_label
-from lancy.catalog import DatasetSpec
+from lancy.answers import math_correct, parse_label, syntax_valid, token_f1
 
 
 @torch.no_grad()
@@ -25,25 +26,32 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
     return outputs
 
 
-def label_tokens(tokenizer, labels: tuple[str, ...]) -> int:
+def label_tokens(tokenizer, labels: list[str]) -> int:
     """Tokens needed to write the longest label word (with its leading space) and EOS."""
     return max(len(tokenizer(" " + label, add_special_tokens=False)["input_ids"]) for label in labels) + 1
 
 
-def evaluate_tasks(model, tokenizer, spec: DatasetSpec, records: list[dict], max_new_tokens: int,
-                   batch_size: int) -> dict:
+def evaluate_tasks(model, tokenizer, task: str, records: list[dict], max_new_tokens: int, batch_size: int) -> dict:
+    """The dataset's metric from its task kind: label accuracy and invalid rate, exact match, token F1."""
     prompts = [r["prompt"] for r in records]
-    if spec.task == "classification":
-        outputs = generate(model, tokenizer, prompts, label_tokens(tokenizer, spec.labels), batch_size)
-        predictions = [parse_label(o, spec.labels) for o in outputs]
+    if not records:
+        return {"rows": 0}
+    if task in ("classification", "multiple_choice"):
+        length = label_tokens(tokenizer, sorted({label for r in records for label in r["labels"]}))
+        outputs = generate(model, tokenizer, prompts, length, batch_size)
+        predictions = [parse_label(o, r["labels"]) for o, r in zip(outputs, records, strict=True)]
         return {
             "accuracy": _mean(p == r["answer"] for p, r in zip(predictions, records, strict=True)),
             "invalid_rate": _mean(p is None for p in predictions),
             "rows": len(records),
         }
     outputs = generate(model, tokenizer, prompts, max_new_tokens, batch_size)
-    correct = [final_number(o) == r["answer"] for o, r in zip(outputs, records, strict=True)]
-    return {"exact_match": _mean(correct), "rows": len(records)}
+    pairs = list(zip(outputs, records, strict=True))
+    if task == "math":
+        return {"exact_match": _mean(math_correct(o, r["answer"]) for o, r in pairs), "rows": len(records)}
+    if task == "code":
+        return {"syntax_valid": _mean(syntax_valid(o) for o, _ in pairs), "rows": len(records)}
+    return {"token_f1": _mean(token_f1(o, r["answer"]) for o, r in pairs), "rows": len(records)}
 
 
 @torch.no_grad()
@@ -51,6 +59,8 @@ def perplexity(model, tokenizer, texts: list[str], batch_size: int) -> dict:
     """Perplexity of texts joined with EOS, over full windows of the model's context (at most 1024 tokens)."""
     window = min(getattr(model.config, "max_position_embeddings", 1024), 1024)
     ids = [t for ids in tokenizer(texts, add_special_tokens=False)["input_ids"] for t in [*ids, tokenizer.eos_token_id]]
+    if len(ids) < 2:
+        return {"perplexity": None, "tokens": 0}
     n = max(1, len(ids) // window)
     windows = torch.tensor(ids[: n * window]).view(n, -1)
     total = 0.0

@@ -1,14 +1,16 @@
 """Harmonizing: every dataset's raw rows become one record shape.
 
-Task record:   {"source", "task", "prompt", "completion", "answer"}
-  prompt      the filled template; completion the target text (" positive", " <worked answer>");
-  answer      the reference the rewards and evaluation compare against (label word or final number).
+Task record:   {"source", "task", "prompt", "completion", "answer", "labels"}
+  prompt      the filled template; completion the target text (" positive", " B", " <worked answer>");
+  answer      the reference that rewards and evaluation compare against (label word, letter, final
+              number, reference text or code);
+  labels      the valid answers of a classification or multiple-choice row (empty otherwise).
 Corpus text:   plain text for pretraining, from the entry's text columns.
 
 A row that cannot be harmonized without guessing is dropped with a reason (counted in metrics/mix.json),
 never mislabeled.
 """
-from lancy.answers import final_number
+from lancy.answers import LETTERS, final_number
 from lancy.catalog import DatasetSpec
 from lancy.errors import LancyError
 from lancy.prompts import render
@@ -23,37 +25,81 @@ def check_columns(spec: DatasetSpec, row: dict, where: str) -> None:
         )
 
 
-def to_record(spec: DatasetSpec, row: dict) -> tuple[dict | None, str | None]:
-    """(record, None), or (None, reason) when the row must be dropped."""
-    texts = [row[c] for c in spec.columns if c not in ("label", "idx")]
-    if any(not isinstance(t, str) or not t.strip() for t in texts):
-        return None, "empty_text"
+def _filled(value) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _target(spec: DatasetSpec, fields: dict) -> tuple[str | None, str | None, str | None]:
+    """(completion, answer, drop reason) of one row's fields."""
     if spec.task == "classification":
-        label = row["label"]
-        if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < len(spec.labels):
-            return None, "bad_label"
-        answer = spec.labels[label]
-        completion = " " + answer
-    elif spec.task == "math":
-        worked = row[spec.answer_column]
-        answer = final_number(worked) if "####" in worked else None
-        if answer is None:
-            return None, "unparseable_answer"
-        completion = " " + worked.strip()
-    else:
-        raise ValueError(f"{spec.name} is a {spec.task} dataset: it has text, not task records")
-    record = {"source": spec.name, "task": spec.task, "prompt": render(spec.prompt, row)}
-    record.update(completion=completion, answer=answer)
+        label, labels = fields.get(spec.label_column), fields.get("labels") or spec.labels
+        if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < len(labels):
+            return None, None, "bad_label"
+        return " " + labels[label], labels[label], None
+    if spec.task == "multiple_choice":
+        options, answer = fields[spec.choices], fields[spec.label_column]
+        if not options or len(options) > len(LETTERS) or not all(_filled(str(o)) for o in options):
+            return None, None, "bad_options"
+        in_range = isinstance(answer, int) and 0 <= answer < len(options)
+        letter = LETTERS[answer] if in_range else str(answer).strip()
+        if letter not in LETTERS[: len(options)]:
+            return None, None, "bad_label"
+        return " " + letter, letter, None
+    text = str(fields[spec.target]).strip()
+    if not text:
+        return None, None, "empty_text"
+    if spec.task == "math":
+        answer = final_number(text) if spec.answer_after and spec.answer_after in text else None
+        if spec.answer_after and answer is None:
+            return None, None, "unparseable_answer"
+        return " " + text, answer or text, None
+    if spec.task == "code":  # code starts on its own line: a leading space would be an indentation error
+        return "\n" + text, text, None
+    return " " + text, text, None
+
+
+def to_record(spec: DatasetSpec, row: dict, template: str | None = None) -> tuple[dict | None, str | None]:
+    """(record, None), or (None, reason) when the row must be dropped. `template` overrides the entry's."""
+    if spec.task == "corpus":
+        raise ValueError(f"{spec.name} is a corpus: it has text, not task records")
+    fields = {**row, **(spec.prepare(row) if spec.prepare else {})}
+    if not all(_filled(fields.get(c)) for c in spec.text_columns):
+        return None, "empty_text"
+    completion, answer, reason = _target(spec, fields)
+    if reason:
+        return None, reason
+    labels = fields.get("labels") or spec.labels
+    if spec.task == "multiple_choice":
+        options = fields[spec.choices]
+        labels = LETTERS[: len(options)]
+        lines = [f"{letter}. {option}" for letter, option in zip(labels, options, strict=True)]
+        fields["choices_text"] = "\n".join(lines)
+    try:
+        prompt = render(template or spec.prompt, fields)
+    except KeyError as error:
+        raise LancyError(
+            f"the prompt template of {spec.name} uses {{{error.args[0]}}}, which its rows do not have; "
+            f"fields: {', '.join(sorted(fields))} (params key `prompts.{spec.name}`)"
+        ) from None
+    except (IndexError, ValueError) as error:
+        raise LancyError(
+            f"the prompt template of {spec.name} is malformed ({error}); name each field in braces, "
+            f"e.g. {{text}} (params key `prompts.{spec.name}`)"
+        ) from None
+    record = {"source": spec.name, "task": spec.task, "prompt": prompt}
+    record.update(completion=completion, answer=answer, labels=list(labels))
     return record, None
 
 
 def to_text(spec: DatasetSpec, row: dict) -> str | None:
     """The row's pretraining text, or None when it has none (e.g. a blank wikitext line)."""
-    parts = [row[c].strip() for c in spec.text_columns if isinstance(row.get(c), str) and row[c].strip()]
+    parts = [row[c].strip() for c in spec.text_columns if _filled(row.get(c))]
     return "\n".join(parts) if parts else None
 
 
-def harmonize_rows(spec: DatasetSpec, rows: list[dict], split: str, dropped: dict) -> tuple[list[dict], list[str]]:
+def harmonize_rows(
+    spec: DatasetSpec, rows: list[dict], split: str, dropped: dict, template: str | None = None
+) -> tuple[list[dict], list[str]]:
     """(task records, pretraining texts) of one split's raw rows; `dropped` counts rows left out, by reason."""
     records, texts = [], []
     for row in rows:
@@ -62,7 +108,7 @@ def harmonize_rows(spec: DatasetSpec, rows: list[dict], split: str, dropped: dic
         if text is not None:
             texts.append(text)
         if spec.task != "corpus":
-            record, reason = to_record(spec, row)
+            record, reason = to_record(spec, row, template)
             if record is None:
                 key = f"{split}/{reason}"
                 dropped[key] = dropped.get(key, 0) + 1

@@ -15,14 +15,17 @@ import yaml
 
 from lancy.errors import LancyError
 
-DATA_SOURCES = ("embedded", "hub")
+DATA_SOURCES = ("embedded", "hub", "local")
 
 
 @dataclass(frozen=True)
 class Data:
-    source: str = "embedded"  # embedded (synthetic stand-ins, offline) | hub (datasets.load_dataset)
-    train_rows: int = 2000  # rows kept of each dataset's train split (a cap for hub)
-    test_rows: int = 200  # rows kept of each dataset's held-out split (a cap for hub)
+    source: str = "embedded"  # embedded (synthetic stand-ins) | hub (datasets.load_dataset) | local (files)
+    train_rows: int = 2000  # rows kept of each dataset's train split (a cap for hub and local)
+    test_rows: int = 200  # rows kept of each dataset's held-out split (a cap for hub and local)
+    stream_chars: int = 20_000_000  # streamed corpora stop after this many characters of text
+    local: dict[str, str] = field(default_factory=dict)  # local: dataset -> folder of <split>.jsonl/csv/parquet
+    local_splits: dict[str, str] = field(default_factory=dict)  # local: dataset -> "train,test" file stems
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class Params:
     sft: Sft = field(default_factory=Sft)
     grpo: Grpo = field(default_factory=Grpo)
     evaluate: Evaluate = field(default_factory=Evaluate)
+    prompts: dict[str, str] = field(default_factory=dict)  # dataset -> prompt template overriding the catalog's
 
 
 def _build(cls, raw: Any, where: str):
@@ -130,8 +134,10 @@ def _build(cls, raw: Any, where: str):
         kind = f.type if isinstance(f.type, str) else f.type.__name__
         if dataclasses.is_dataclass(globals().get(kind)):
             values[name] = _build(globals()[kind], value, key)
-        elif kind.startswith("dict"):
+        elif kind == "dict[str, float]":
             values[name] = _weights(value, key)
+        elif kind == "dict[str, str]":
+            values[name] = _strings(value, key)
         else:
             values[name] = _scalar(value, kind, key)
     return cls(**values)
@@ -168,6 +174,14 @@ def _weights(raw: Any, key: str) -> dict[str, float]:
     return weights
 
 
+def _strings(raw: Any, key: str) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise LancyError(f"params key `{key}` must map dataset names to text, got {raw!r}")
+    return {str(name): _scalar(value, "str", f"{key}.{name}") for name, value in raw.items()}
+
+
 def validate(params: Params) -> None:
     """Cross-key checks that a single key's type cannot express."""
     from lancy.catalog import CATALOG  # the catalog imports nothing from here
@@ -186,6 +200,18 @@ def validate(params: Params) -> None:
                 )
         if not weights or sum(weights.values()) <= 0:
             raise LancyError(f"params key `{key}` needs at least one dataset with a weight > 0")
+    for key, names in (("data.local", params.data.local), ("data.local_splits", params.data.local_splits),
+                       ("prompts", params.prompts)):
+        for name in names:
+            if name not in CATALOG:
+                raise LancyError(f"params key `{key}.{name}` names an unknown dataset; known: see README (Datasets)")
+    if params.data.source == "local":
+        for name in params.mixture:
+            if name not in params.data.local:
+                raise LancyError(f"`data.source` is local but `data.local.{name}` is not set; give {name}'s folder")
+    for name in params.prompts:
+        if CATALOG[name].task == "corpus":
+            raise LancyError(f"params key `prompts.{name}`: {name} is a text corpus and has no prompt")
     for name, weight in params.mixture.items():
         if weight > 0 and CATALOG[name].task == "corpus":
             raise LancyError(

@@ -18,7 +18,7 @@ def main() -> None:
     name = sys.argv[1]
     if name not in CATALOG:
         raise LancyError(f"unknown dataset `{name}`; known datasets: {', '.join(CATALOG)}")
-    splits = fetch(CATALOG[name], p.data.source, p.data.train_rows, p.data.test_rows, p.seed)
+    splits = fetch(CATALOG[name], p.data, p.seed)
     write_raw(splits, Path("data/raw") / name)
     print(f"{name}: {len(splits['train'])} train, {len(splits['test'])} test rows ({p.data.source})")
 

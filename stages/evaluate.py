@@ -32,7 +32,7 @@ def main() -> None:
         if spec.task == "corpus":
             results[spec.name] = perplexity(model, tokenizer, [r["text"] for r in rows], p.evaluate.batch_size)
         else:
-            results[spec.name] = evaluate_tasks(model, tokenizer, spec, rows, p.evaluate.max_new_tokens,
+            results[spec.name] = evaluate_tasks(model, tokenizer, spec.task, rows, p.evaluate.max_new_tokens,
                                                 p.evaluate.batch_size)
         print(f"{stage} on {spec.name}: {results[spec.name]}")
     write_json(Path(f"metrics/eval/{stage}.json"), results)

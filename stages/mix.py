@@ -12,22 +12,22 @@ from lancy.files import read_jsonl, write_json, write_jsonl
 from lancy.harmonize import harmonize_rows
 from lancy.mixing import experiment_tag, sample_corpus, sample_tasks
 
-PARAMS = ("seed", "mixture", "corpus", "mix")
+PARAMS = ("seed", "mixture", "corpus", "mix", "prompts")
 RAW, OUT = Path("data/raw"), Path("data/mixed")
 
 
-def harmonize_split(name: str, split: str, dropped: dict) -> tuple[list[dict], list[str]]:
+def harmonize_split(name: str, split: str, dropped: dict, template: str | None) -> tuple[list[dict], list[str]]:
     path = RAW / name / f"{split}.jsonl"
     if not path.exists():
         raise LancyError(f"{path} is missing; run `dvc repro download@{name}` first")
-    return harmonize_rows(CATALOG[name], read_jsonl(path), split, dropped)
+    return harmonize_rows(CATALOG[name], read_jsonl(path), split, dropped, template)
 
 
 def main() -> None:
     p = P.load(PARAMS)
     dropped = {name: {} for name in p.mixture}
-    train = {name: harmonize_split(name, "train", dropped[name]) for name in p.mixture}
-    test = {name: harmonize_split(name, "test", dropped[name]) for name in p.mixture}
+    train = {name: harmonize_split(name, "train", dropped[name], p.prompts.get(name)) for name in p.mixture}
+    test = {name: harmonize_split(name, "test", dropped[name], p.prompts.get(name)) for name in p.mixture}
 
     tasks = {name: p.mixture[name] for name in p.mixture if CATALOG[name].task != "corpus"}
     sft, rl, task_stats = sample_tasks(

@@ -43,6 +43,9 @@ def main() -> None:
         truncated += was_truncated
     packed = pack_sft(examples, length)
     sft_tokens = sum(len(e["input_ids"]) for e in examples)
+    per_source = {}
+    for row, example in zip(sft_rows, examples, strict=True):
+        per_source[row["source"]] = per_source.get(row["source"], 0) + len(example["input_ids"])
 
     # GRPO prompts must fit max_length: a longer one loses its middle, like an SFT prompt.
     rl_truncated = 0
@@ -64,7 +67,8 @@ def main() -> None:
                      "eval_blocks": len(eval_blocks), "packing_efficiency": 1.0},
         "sft": {"examples": len(examples), "tokens": sft_tokens, "rows": len(packed), "truncated": truncated,
                 "completion_tokens": sum(sum(t != -100 for t in e["labels"]) for e in examples),
-                "packing_efficiency": sft_tokens / (len(packed) * length)},
+                "packing_efficiency": sft_tokens / (len(packed) * length),
+                "sources": {name: {"tokens": n, "share": n / sft_tokens} for name, n in per_source.items()}},
         "rl": {"prompts": len(rl_rows), "truncated": rl_truncated},
     })
     print(f"{len(blocks)} pretraining blocks, {len(examples)} SFT examples in {len(packed)} rows "

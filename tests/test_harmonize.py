@@ -1,4 +1,7 @@
-"""lancy.harmonize with lancy.catalog: each dataset's raw row layout becomes one exact record, or is dropped."""
+"""lancy.harmonize on the original five datasets: each raw row becomes one exact record, or is dropped.
+
+Every other catalog entry is covered family by family in tests/test_catalog.py.
+"""
 import pytest
 
 from lancy.catalog import CATALOG, TASKS
@@ -11,7 +14,7 @@ GSM8K_QUESTION = "Natalia sold clips to 48 of her friends in April, and then she
 GSM8K_WORKED = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n" \
                "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72"
 
-# One hand-written row per catalog entry, in the real (Hub) column layout.
+# One hand-written row per original dataset, in the real (Hub) column layout.
 ROWS = {
     "imdb": {"text": "A slow start, but the last hour is wonderful.", "label": 1},
     "sst2": {"sentence": "a dull , lifeless remake ", "label": 0, "idx": 17},
@@ -33,6 +36,7 @@ EXPECTED_RECORDS = {
                   "Review: A slow start, but the last hour is wonderful.\nSentiment:",
         "completion": " positive",
         "answer": "positive",
+        "labels": ["negative", "positive"],
     },
     "sst2": {
         "source": "sst2",
@@ -41,6 +45,7 @@ EXPECTED_RECORDS = {
                   "Sentence: a dull , lifeless remake \nSentiment:",
         "completion": " negative",
         "answer": "negative",
+        "labels": ["negative", "positive"],
     },
     "mrpc": {
         "source": "mrpc",
@@ -50,6 +55,7 @@ EXPECTED_RECORDS = {
                   "Sentence 2: Profits were down, the firm reported.\nRelation:",
         "completion": " not_equivalent",
         "answer": "not_equivalent",
+        "labels": ["not_equivalent", "equivalent"],
     },
     "gsm8k": {
         "source": "gsm8k",
@@ -58,6 +64,7 @@ EXPECTED_RECORDS = {
                   f"Question: {GSM8K_QUESTION}\nAnswer:",
         "completion": " " + GSM8K_WORKED,
         "answer": "72",
+        "labels": [],
     },
 }
 
@@ -69,25 +76,27 @@ EXPECTED_TEXTS = {
     "wikitext": "= Valkyria Chronicles III =",
 }
 
-TASK_DATASETS = [name for name in CATALOG if CATALOG[name].task != "corpus"]
+NAMES = list(ROWS)
+TASK_DATASETS = [name for name in NAMES if CATALOG[name].task != "corpus"]
 
 
-def test_every_catalog_entry_has_a_test_row():
-    assert set(ROWS) == set(CATALOG) == set(EXPECTED_TEXTS)
+def test_every_original_dataset_has_a_test_row():
+    assert set(ROWS) == set(EXPECTED_TEXTS) == {"imdb", "sst2", "mrpc", "gsm8k", "wikitext"}
     assert set(EXPECTED_RECORDS) == set(TASK_DATASETS)
+    assert set(ROWS) <= set(CATALOG)
 
 
-@pytest.mark.parametrize("name", list(CATALOG))
+@pytest.mark.parametrize("name", NAMES)
 def test_catalog_entry_is_consistent(name):
     spec = CATALOG[name]
     assert spec.name == name
     assert spec.task in TASKS
-    assert list(ROWS[name]) == list(spec.columns)  # the test rows use the entry's exact column layout
+    assert list(ROWS[name]) == list(spec.columns)  # these datasets have no columns beyond the entry's
     assert set(spec.text_columns) <= set(spec.columns)
     if spec.task == "classification":
-        assert len(spec.labels) >= 2 and "label" in spec.columns
+        assert len(spec.labels) >= 2 and spec.label_column in spec.columns
     if spec.task == "math":
-        assert spec.answer_column in spec.columns
+        assert spec.target in spec.columns and spec.answer_after == "####"
     if spec.task == "corpus":
         assert spec.prompt is None
     else:
@@ -119,6 +128,7 @@ def test_every_label_index_maps_to_its_word(name):
         assert reason is None
         assert record["answer"] == word
         assert record["completion"] == " " + word
+        assert record["labels"] == list(spec.labels)
 
 
 def test_mrpc_label_words():
@@ -132,9 +142,10 @@ def test_gsm8k_answer_with_thousands_separator():
     assert reason is None
     assert record["answer"] == "1234"
     assert record["completion"] == " Add them: 1,000 + 234 = 1,234\n#### 1,234"
+    assert record["labels"] == []
 
 
-@pytest.mark.parametrize("name", list(CATALOG))
+@pytest.mark.parametrize("name", NAMES)
 def test_to_text_exact(name):
     assert to_text(CATALOG[name], ROWS[name]) == EXPECTED_TEXTS[name]
 
@@ -171,7 +182,7 @@ def test_dropped_rows_give_a_reason(name, row, reason):
     assert to_record(CATALOG[name], row) == (None, reason)
 
 
-@pytest.mark.parametrize("name", list(CATALOG))
+@pytest.mark.parametrize("name", NAMES)
 def test_missing_column_names_dataset_and_column(name):
     spec = CATALOG[name]
     for column in spec.columns:
@@ -206,3 +217,23 @@ def test_harmonize_rows_corpus_gives_texts_only():
 def test_harmonize_rows_raises_on_missing_column():
     with pytest.raises(LancyError, match="dataset sst2 .*`idx`"):
         harmonize_rows(CATALOG["sst2"], [{"sentence": "ok", "label": 1}], "test", {})
+
+
+def test_harmonize_rows_uses_a_prompt_override():
+    dropped = {}
+    records, _ = harmonize_rows(CATALOG["sst2"], [ROWS["sst2"]], "train", dropped, "Text: {sentence}\nLabel:")
+    assert records == [{**EXPECTED_RECORDS["sst2"], "prompt": "Text: a dull , lifeless remake \nLabel:"}]
+
+
+def test_harmonize_rows_override_with_unknown_field_is_a_user_error():
+    with pytest.raises(LancyError, match=r"`prompts\.sst2`"):
+        harmonize_rows(CATALOG["sst2"], [ROWS["sst2"]], "train", {}, "Review: {text}\nLabel:")
+
+
+def test_records_are_json_serializable_with_list_labels():
+    import json
+
+    for name in TASK_DATASETS:
+        record, _ = to_record(CATALOG[name], ROWS[name])
+        assert isinstance(record["labels"], list)
+        assert json.loads(json.dumps(record)) == record

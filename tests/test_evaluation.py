@@ -1,0 +1,239 @@
+"""lancy.evaluation on a tiny random Llama and a tokenizer trained here: metrics per task kind, batched greedy
+generation with left padding, perplexity. Offline and CPU only (a few seconds)."""
+import math
+import random
+
+import pytest
+import torch
+
+from lancy import evaluation
+from lancy.catalog import CATALOG
+from lancy.evaluation import evaluate_tasks, generate, label_tokens, perplexity
+from lancy.harmonize import to_record
+from lancy.tokenization import train_tokenizer
+
+WORDS = ("the market rose fell stock price profit loss revenue quarter bank rate bond yield movie review "
+         "good bad great awful positive negative sentiment answer question solve def return import").split()
+PROMPT_WORDS = ("Classify the sentiment of this movie review as either 'positive' or 'negative'. Review: Sentiment: "
+                "Answer the financial question. Question: Answer: Solve this math problem step by step. Give the "
+                "final number after '####'. A. B. C. D. Solution: def f(): return 1").split()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    rng = random.Random(0)
+    texts = [" ".join(rng.choice(WORDS + PROMPT_WORDS) for _ in range(rng.randint(3, 12))) for _ in range(400)]
+    tokenizer = train_tokenizer(texts, 300)
+    assert len(tokenizer) == 300
+    return tokenizer
+
+
+def tiny_model(tokenizer, seed=0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+        intermediate_size=64, max_position_embeddings=256, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        # Untied: a random model with tied embeddings just repeats its last input token, whatever the context,
+        # which would make the padding comparison below vacuous.
+        tie_word_embeddings=False,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    return tiny_model(tokenizer)
+
+
+def records(name, rows):
+    out = [to_record(CATALOG[name], row)[0] for row in rows]
+    assert None not in out
+    return out
+
+
+REVIEWS = ["good movie", "bad movie, awful", "great great", "the price fell", "a good review", "awful loss"]
+IMDB = records("imdb", [{"text": text, "label": i % 2} for i, text in enumerate(REVIEWS)])
+MMLU = records("mmlu", [{"question": f"Which is {n}?", "subject": "", "choices": ["1", "2", "3", "4"], "answer": n - 1}
+                        for n in (1, 2, 3, 4, 2)])
+GSM8K = records("gsm8k", [{"question": f"What is {a} + {a}?", "answer": f"{a} + {a} = {2 * a}\n#### {2 * a}"}
+                          for a in (1, 2, 3)])
+FIQA = records("fiqa", [{"question": "What is a bond?", "answer": "A loan to a company."},
+                        {"question": "Is the rate good?", "answer": "It depends on the yield."}])
+CODE = records("bigcodebench", [{"instruct_prompt": "Return one.", "code_prompt": "def f():\n",
+                                 "canonical_solution": "    return 1\n"}] * 3)
+
+
+def check_metrics(metrics, keys, rows):
+    assert set(metrics) == {*keys, "rows"}
+    assert metrics["rows"] == rows
+    for key in keys:
+        assert isinstance(metrics[key], float) and 0.0 <= metrics[key] <= 1.0, metrics
+
+
+@pytest.mark.parametrize(("task", "rows"), [("classification", IMDB), ("multiple_choice", MMLU)])
+def test_label_tasks_give_accuracy_and_invalid_rate(model, tokenizer, task, rows):
+    metrics = evaluate_tasks(model, tokenizer, task, rows, max_new_tokens=16, batch_size=4)
+    check_metrics(metrics, ("accuracy", "invalid_rate"), len(rows))
+    assert metrics["accuracy"] + metrics["invalid_rate"] <= 1.0  # a valid label can still be wrong, never both
+
+
+def test_math_gives_exact_match(model, tokenizer):
+    check_metrics(evaluate_tasks(model, tokenizer, "math", GSM8K, 8, 2), ("exact_match",), len(GSM8K))
+
+
+@pytest.mark.parametrize("task", ["qa", "instruction"])
+def test_qa_and_instructions_give_token_f1(model, tokenizer, task):
+    check_metrics(evaluate_tasks(model, tokenizer, task, FIQA, 8, 2), ("token_f1",), len(FIQA))
+
+
+def test_code_gives_syntax_valid(model, tokenizer):
+    check_metrics(evaluate_tasks(model, tokenizer, "code", CODE, 8, 2), ("syntax_valid",), len(CODE))
+
+
+# ----------------------------------------------------------------------- metrics on known generated text
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """Replace generation with fixed outputs; records the token budget each call asked for."""
+    calls = []
+
+    def install(outputs):
+        def fake_generate(model, tokenizer, prompts, max_new_tokens, batch_size):
+            calls.append((list(prompts), max_new_tokens, batch_size))
+            assert len(prompts) == len(outputs)
+            return list(outputs)
+
+        monkeypatch.setattr(evaluation, "generate", fake_generate)
+        return calls
+
+    return install
+
+
+def test_classification_metrics_values(tokenizer, scripted):
+    calls = scripted([" negative", " Negative.", " great", "", " positive", " positive"])
+    metrics = evaluate_tasks(None, tokenizer, "classification", IMDB, max_new_tokens=64, batch_size=3)
+    # answers: negative, positive, negative, positive, negative, positive
+    assert metrics == {"accuracy": pytest.approx(2 / 6), "invalid_rate": pytest.approx(2 / 6), "rows": 6}
+    prompts, budget, batch = calls[0]
+    assert prompts == [r["prompt"] for r in IMDB] and batch == 3
+    assert budget == label_tokens(tokenizer, ["negative", "positive"])  # not max_new_tokens: only a label
+
+
+def test_multiple_choice_metrics_values(tokenizer, scripted):
+    scripted([" A", "(B)", " c.", " E", " D"])  # answers A, B, C, D, B
+    metrics = evaluate_tasks(None, tokenizer, "multiple_choice", MMLU, 64, 8)
+    assert metrics == {"accuracy": pytest.approx(3 / 5), "invalid_rate": pytest.approx(1 / 5), "rows": 5}
+
+
+def test_math_metrics_values(tokenizer, scripted):
+    calls = scripted(["1 + 1 = 2\n#### 2", "#### 5", "so 6"])
+    assert evaluate_tasks(None, tokenizer, "math", GSM8K, 48, 2) == {"exact_match": pytest.approx(2 / 3), "rows": 3}
+    assert calls[0][1] == 48
+
+
+def test_exact_math_answers(tokenizer, scripted):
+    rows = records("dm_math_numbers__is_prime", [{"question": "Is 7 prime?", "answer": "True"},
+                                                 {"question": "Is 8 prime?", "answer": "False"}])
+    scripted([" True\nQuestion: Is 9 prime?", " True"])
+    assert evaluate_tasks(None, tokenizer, "math", rows, 8, 2) == {"exact_match": 0.5, "rows": 2}
+
+
+def test_qa_metrics_values(tokenizer, scripted):
+    scripted([" A loan to a company.", " No idea"])
+    assert evaluate_tasks(None, tokenizer, "qa", FIQA, 16, 2) == {"token_f1": pytest.approx(0.5), "rows": 2}
+
+
+def test_code_metrics_values(tokenizer, scripted):
+    scripted(["def f():\n    return 1", "def f(:", "x = 1"])
+    assert evaluate_tasks(None, tokenizer, "code", CODE, 16, 2) == {"syntax_valid": pytest.approx(2 / 3), "rows": 3}
+
+
+def test_label_tokens_counts_the_longest_label(tokenizer):
+    counts = {label: len(tokenizer(" " + label, add_special_tokens=False)["input_ids"])
+              for label in ("A", "B", "not_entailment", "entailment")}
+    assert label_tokens(tokenizer, ["A", "B"]) == max(counts["A"], counts["B"]) + 1
+    assert label_tokens(tokenizer, ["entailment", "not_entailment"]) == counts["not_entailment"] + 1
+
+
+def test_label_task_with_no_records(model, tokenizer):
+    assert evaluate_tasks(model, tokenizer, "classification", [], 16, 4)["rows"] == 0
+
+
+# ------------------------------------------------------------------------------------------- generation
+
+def test_generate_left_padding_matches_a_lone_prompt(model, tokenizer):
+    short = "the market rose"
+    longer = ["the bank rate fell and the bond yield rose in the quarter", "profit loss revenue " * 5]
+    alone = generate(model, tokenizer, [short], max_new_tokens=8, batch_size=4)
+    batched = generate(model, tokenizer, [longer[0], short, longer[1]], max_new_tokens=8, batch_size=4)
+    assert len(alone) == 1 and len(batched) == 3
+    assert alone[0] == batched[1]
+    # Each prompt alone gives what it gives in the batch, and the outputs differ from prompt to prompt (the model
+    # reads its context, so the comparison is not vacuous; right padding fails it).
+    lone = [generate(model, tokenizer, [p], 8, 1)[0] for p in (longer[0], short, longer[1])]
+    assert lone == batched
+    assert len(set(lone)) == 3 and all(lone)
+    assert tokenizer.padding_side == "left"
+
+
+def test_generate_returns_only_new_text_in_order(model, tokenizer):
+    prompts = [f"the price {w}" for w in ("rose", "fell", "rose and fell", "good", "bad")]
+    outputs = generate(model, tokenizer, prompts, max_new_tokens=4, batch_size=2)  # batches of 2, 2, 1
+    assert outputs == [generate(model, tokenizer, [p], 4, 1)[0] for p in prompts]
+    for prompt, output in zip(prompts, outputs, strict=True):
+        assert output and prompt not in output  # the continuation only, never the prompt
+
+
+# ------------------------------------------------------------------------------------------- perplexity
+
+TEXT = ["the market rose and the bank rate fell", "good movie great review", "profit loss revenue quarter"] * 2
+
+
+def test_perplexity_is_finite_and_above_one(model, tokenizer):
+    result = perplexity(model, tokenizer, TEXT, batch_size=2)
+    assert set(result) == {"perplexity", "tokens"}
+    assert math.isfinite(result["perplexity"]) and result["perplexity"] > 1.0
+    ids = tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+    assert 0 < result["tokens"] == sum(len(i) + 1 for i in ids) < 256  # texts joined with EOS, under one window
+    # A text longer than the context (256 positions) is scored in whole windows of it.
+    long = perplexity(model, tokenizer, TEXT * 6, batch_size=2)
+    assert long["tokens"] % 256 == 0 and long["tokens"] > 256
+    assert math.isfinite(long["perplexity"]) and long["perplexity"] > 1.0
+
+
+def test_perplexity_drops_after_training_on_the_text(tokenizer):
+    model = tiny_model(tokenizer, seed=1)
+    before = perplexity(model, tokenizer, TEXT, batch_size=2)["perplexity"]
+    ids = torch.tensor([[t for i in tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+                         for t in [*i, tokenizer.eos_token_id]]])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(30):
+        optimizer.zero_grad()
+        model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+    model.eval()
+    after = perplexity(model, tokenizer, TEXT, batch_size=2)["perplexity"]
+    assert after < before / 2, (before, after)
+
+
+def test_trained_model_reaches_full_accuracy(tokenizer):
+    """A model trained on the records' prompt + completion + EOS answers them: generation, parsing and metric agree."""
+    model = tiny_model(tokenizer, seed=2)
+    rows = IMDB[:4]
+    sequences = [tokenizer(r["prompt"] + r["completion"], add_special_tokens=False)["input_ids"]
+                 + [tokenizer.eos_token_id] for r in rows]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(100):
+        optimizer.zero_grad()
+        for sequence in sequences:
+            ids = torch.tensor([sequence])
+            model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+    model.eval()
+    metrics = evaluate_tasks(model, tokenizer, "classification", rows, max_new_tokens=16, batch_size=4)
+    assert metrics == {"accuracy": 1.0, "invalid_rate": 0.0, "rows": 4}
