@@ -1,5 +1,6 @@
 # make repro: set up .venv (when missing or older than requirements.txt), then run the pipeline.
 # make test:  same environment, then the test suite.
+# make bench: same environment, then the CPU benchmarks (BENCH_ARGS=--quick for a smoke run).
 VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -19,6 +20,9 @@ repro: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf checkpoints

@@ -4,9 +4,9 @@ Pretraining: documents are concatenated (EOS between them) and cut into `max_len
 SFT: each prompt + completion is one example with loss on the completion only; examples are packed
 best-fit-decreasing (TRL's `pack_dataset`) into `max_length` bins whose position_ids restart at every
 example. With no attention mask, transformers turns restarting position_ids into a block-diagonal causal
-mask, so packed examples never attend to each other (tests/test_packing.py checks the logits). This holds
-for training forward passes without a KV cache (Trainer sets `use_cache=False`); with a cache,
-transformers ignores the restarts.
+mask, so packed examples never attend to each other (tests/test_packing.py checks the logits). That
+holds only without a KV cache (with one, transformers ignores the restarts), so the collator's batches
+carry `use_cache=False`.
 """
 import numpy as np
 
@@ -36,6 +36,23 @@ def sft_example(prompt_ids: list[int], completion_ids: list[int], max_length: in
     return example, truncated
 
 
+def encode_sft(tokenizer, records: list[dict], max_length: int) -> tuple[list[dict], int]:
+    """SFT examples of task records (prompt, then completion + EOS), and how many had to be truncated.
+
+    Prompt and completion are tokenized apart, in two batched calls: the model sees at training time exactly
+    the prompt tokens it is given at evaluation time.
+    """
+    encode = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
+    prompts = encode([r["prompt"] for r in records])
+    completions = encode([r["completion"] for r in records])
+    examples, truncated = [], 0
+    for prompt_ids, completion_ids in zip(prompts, completions, strict=True):
+        example, was_truncated = sft_example(prompt_ids, completion_ids + [tokenizer.eos_token_id], max_length)
+        examples.append(example)
+        truncated += was_truncated
+    return examples, truncated
+
+
 def pack_sft(examples: list[dict], max_length: int):
     """Best-fit-decreasing packing into bins of max_length; adds position_ids restarting per example."""
     from datasets import Dataset
@@ -50,7 +67,11 @@ def pack_sft(examples: list[dict], max_length: int):
 
 
 class PackedCollator:
-    """Batches packed rows without an attention mask: padding becomes one more (ignored) sequence."""
+    """Batches packed rows without an attention mask: padding becomes one more (ignored) sequence.
+
+    The batch includes `use_cache=False`: a model config's default `use_cache=True` would make the forward
+    pass build a KV cache and attend across the packed examples.
+    """
 
     def __init__(self, pad_id: int):
         self.pad_id = pad_id
@@ -65,4 +86,4 @@ class PackedCollator:
             batch["input_ids"].append(list(row["input_ids"]) + [self.pad_id] * pad)
             batch["labels"].append(list(row["labels"]) + [IGNORE] * pad)
             batch["position_ids"].append(list(row["position_ids"]) + list(range(pad)))
-        return {key: torch.tensor(value) for key, value in batch.items()}
+        return {**{key: torch.tensor(value) for key, value in batch.items()}, "use_cache": False}

@@ -10,7 +10,7 @@ from datasets import Dataset
 from lancy import params as P
 from lancy.errors import run_stage
 from lancy.files import read_jsonl, require, write_json, write_jsonl
-from lancy.packing import pack_blocks, pack_sft, sft_example
+from lancy.packing import encode_sft, pack_blocks, pack_sft, sft_example
 from lancy.tokenization import load_tokenizer, train_tokenizer
 
 PARAMS = ("model.name", "model.vocab_size", "tokenize")
@@ -34,13 +34,7 @@ def main() -> None:
     blocks, dropped_tail = pack_blocks(encode(corpus), length, eos)
     eval_blocks, _ = pack_blocks(encode(corpus_eval), length, eos)
 
-    prompts = encode([r["prompt"] for r in sft_rows])
-    completions = [ids + [eos] for ids in encode([r["completion"] for r in sft_rows])]
-    examples, truncated = [], 0
-    for prompt_ids, completion_ids in zip(prompts, completions, strict=True):
-        example, was_truncated = sft_example(prompt_ids, completion_ids, length)
-        examples.append(example)
-        truncated += was_truncated
+    examples, truncated = encode_sft(tokenizer, sft_rows, length)
     packed = pack_sft(examples, length)
     sft_tokens = sum(len(e["input_ids"]) for e in examples)
     per_source = {}
@@ -64,7 +58,7 @@ def main() -> None:
     write_json(Path("metrics/tokenize.json"), {
         "vocab_size": len(tokenizer),
         "pretrain": {"blocks": len(blocks), "tokens": int(blocks.size), "dropped_tail_tokens": dropped_tail,
-                     "eval_blocks": len(eval_blocks), "packing_efficiency": 1.0},
+                     "eval_blocks": len(eval_blocks), "packing_efficiency": blocks.size / (blocks.size + dropped_tail)},
         "sft": {"examples": len(examples), "tokens": sft_tokens, "rows": len(packed), "truncated": truncated,
                 "completion_tokens": sum(sum(t != -100 for t in e["labels"]) for e in examples),
                 "packing_efficiency": sft_tokens / (len(packed) * length),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import LlamaConfig, LlamaForCausalLM, TrainingArguments
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from lancy.packing import IGNORE, PackedCollator, pack_blocks, pack_sft, sft_example
 
@@ -155,7 +155,8 @@ def test_packed_collator_pads_as_one_more_sequence():
         {"input_ids": [9, 10], "labels": [IGNORE, 10], "position_ids": [0, 1]},
     ]
     batch = PackedCollator(pad_id=3)(rows)
-    assert set(batch) == {"input_ids", "labels", "position_ids"}  # no attention_mask
+    assert set(batch) == {"input_ids", "labels", "position_ids", "use_cache"}  # no attention_mask
+    assert batch.pop("use_cache") is False
     assert batch["input_ids"].tolist() == [[5, 6, 7, 8], [9, 10, 3, 3]]
     assert batch["labels"].tolist() == [[IGNORE, 6, 7, 8], [IGNORE, 10, IGNORE, IGNORE]]
     assert batch["position_ids"].tolist() == [[0, 1, 0, 1], [0, 1, 0, 1]]
@@ -175,11 +176,9 @@ def _tiny_llama(attention: str):
         intermediate_size=64, max_position_embeddings=64, pad_token_id=PAD,
     )
     config._attn_implementation = attention
-    model = LlamaForCausalLM(config).eval()
-    # The SFT Trainer sets config.use_cache = TrainingArguments.use_cache (False) before training. With a KV
-    # cache, transformers does not look for packed position_ids (see test_packing_needs_use_cache_off).
-    model.config.use_cache = False
-    return model
+    # The config keeps its default use_cache=True: the collator's batches carry use_cache=False themselves
+    # (with a KV cache, transformers does not look for packed position_ids: test_packing_needs_use_cache_off).
+    return LlamaForCausalLM(config).eval()
 
 
 @pytest.fixture(scope="module")
@@ -251,9 +250,9 @@ def test_negative_control_without_position_restarts(sft_examples, packed_batch):
     n = len(sft_examples[i]["input_ids"])
     width = packed_batch["input_ids"].shape[1]
     with torch.no_grad():
-        restarted = model(input_ids=packed_batch["input_ids"][b : b + 1],
+        restarted = model(input_ids=packed_batch["input_ids"][b : b + 1], use_cache=False,
                           position_ids=packed_batch["position_ids"][b : b + 1]).logits[0]
-        plain = model(input_ids=packed_batch["input_ids"][b : b + 1],
+        plain = model(input_ids=packed_batch["input_ids"][b : b + 1], use_cache=False,
                       position_ids=torch.arange(width)[None]).logits[0]
         alone = model(input_ids=torch.tensor([sft_examples[i]["input_ids"]])).logits[0]
     torch.testing.assert_close(restarted[start : start + n], alone, atol=1e-4, rtol=0)
@@ -261,16 +260,13 @@ def test_negative_control_without_position_restarts(sft_examples, packed_batch):
 
 
 def test_packing_needs_use_cache_off(sft_examples, packed_batch):
-    """Why the model above has use_cache=False: with a cache, transformers ignores the packed position_ids.
-
-    lancy's SFT relies on Trainer setting config.use_cache from TrainingArguments.use_cache, which is False.
-    """
-    assert TrainingArguments.__dataclass_fields__["use_cache"].default is False
+    """Why the collator's batches carry use_cache=False: with a cache, transformers ignores the restarts."""
+    assert packed_batch["use_cache"] is False
     model = _tiny_llama("sdpa")
     places = _locate(packed_batch, sft_examples)
     i, b, start = next((i, b, s) for i, b, s in places if s > 0)
     n = len(sft_examples[i]["input_ids"])
-    row = {key: value[b : b + 1] for key, value in packed_batch.items() if key != "labels"}
+    row = {key: packed_batch[key][b : b + 1] for key in ("input_ids", "position_ids")}
     with torch.no_grad():
         cached = model(**row, use_cache=True).logits[0]
         alone = model(input_ids=torch.tensor([sft_examples[i]["input_ids"]])).logits[0]

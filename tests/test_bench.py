@@ -1,0 +1,40 @@
+"""The benchmark code itself: equal real tokens per step, efficiencies that can be checked by hand, the GPU
+script's smoke run on the CPU."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.throughput import bench_packing, token_batches
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _example(n: int) -> dict:
+    return {"input_ids": list(range(1, n + 1)), "labels": [-100] + list(range(2, n + 1))}
+
+
+def test_token_batches_hold_the_budget():
+    rows = [_example(n) for n in (100, 300, 50, 400, 200, 10)]
+    batches = token_batches(rows, 400)
+    assert [[len(r["input_ids"]) for r in b] for b in batches] == [[100, 300], [50, 400]]  # [200, 10] is short
+    assert all(sum(len(r["input_ids"]) for r in b) >= 400 for b in batches)
+
+
+def test_packing_efficiencies_by_hand():
+    examples = [_example(n) for n in (500, 12, 250, 250, 12)]
+    result = bench_packing(examples, [[1] * 1000, [2] * 26], eos=0, batch_size=8)
+    real = 500 + 12 + 250 + 250 + 12
+    assert result["sft_packed_efficiency"] == real / (2 * 512)  # [500, 12] and [250, 250, 12]
+    assert result["sft_padded_efficiency"] == real / (5 * 500)  # one batch padded to its longest row
+    assert result["pretrain_block_efficiency"] == 1024 / 1028  # 1,028 tokens with EOS, two full blocks
+
+
+def test_gpu_script_smoke_run_on_cpu(tmp_path):
+    out = tmp_path / "gpu.json"
+    result = subprocess.run([sys.executable, str(REPO / "bench/gpu_sft.py"), "--smoke", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    cases = json.loads(out.read_text())["cases"]
+    assert {(c["packed"], c["attention"]) for c in cases} == {(True, "sdpa"), (False, "sdpa")}
+    assert all(c["real_tokens_per_s"] > 0 for c in cases)
