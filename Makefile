@@ -6,7 +6,6 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
-export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: repro test bench clean
 

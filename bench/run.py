@@ -33,7 +33,8 @@ def table(results: dict) -> list[tuple[str, str, str, bool]]:
     noop, stages = results["pipeline"]["noop"], results["pipeline"]["stages_s"]
     return [
         ("tokenize+pack tokens/s per core", f"{tok['lancy']['tokens_per_core_s'] / 1e6:.2f}M "
-         f"({tok['speedup']:.1f}x per-example map: {tok['per_example_map']['tokens_per_core_s'] / 1e6:.2f}M)",
+         f"(per-example map {tok['per_example_map']['tokens_per_core_s'] / 1e6:.2f}M; "
+         f"wall {tok['wall_speedup']:.1f}x faster)",
          ">= 0.5M", tok["lancy"]["tokens_per_core_s"] >= 0.5e6),
         ("SFT packing efficiency (max_length 512)", f"{pack['sft_packed_efficiency']:.3f} "
          f"(padded batches of 8: {pack['sft_padded_efficiency']:.3f})", ">= 0.95",

@@ -1,6 +1,17 @@
-"""Models: a small Llama built from params, or a pretrained model loaded from the Hub or a folder."""
+"""Models: a small Llama built from params, or a pretrained model loaded from the Hub or a folder.
+
+lancy classifies by generating the label, so it trains models that generate: decoder-only families (GPT-2,
+DialoGPT, Qwen2/2.5/3, Llama 3.2, and mixture-of-experts ones such as Mixtral, Qwen3-MoE, DeepSeek-MoE).
+Encoder-only models (BERT, RoBERTa, DeBERTa) cannot generate and are refused; encoder-decoder models (T5,
+BART, Switch Transformers) are refused too, as their sequence-to-sequence training is not implemented yet.
+"""
 from lancy.errors import LancyError
 from lancy.tokenization import model_not_found
+
+ENCODER_ONLY = ("bert", "roberta", "deberta", "deberta-v2", "distilbert", "albert", "electra", "xlm-roberta",
+                "camembert", "modernbert")
+EXPERT_COUNT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
+EXPERTS_PER_TOKEN_KEYS = ("num_experts_per_tok", "moe_topk", "num_selected_experts")
 
 
 def device_and_dtype() -> tuple[str, "torch.dtype"]:  # noqa: F821
@@ -40,15 +51,66 @@ def build_scratch_model(model_params, tokenizer, max_length: int):
     return LlamaForCausalLM(config)
 
 
+def check_architecture(config, name: str) -> None:
+    """Refuse, with one line saying why, a model lancy cannot train to generate labels."""
+    if config.model_type in ENCODER_ONLY:
+        raise LancyError(
+            f"`{name}` is an encoder-only model ({config.model_type}): it cannot generate text, and lancy classifies "
+            f"by generating the label; use a decoder-only model (GPT-2, Qwen, Llama) in `model.name`"
+        )
+    if getattr(config, "is_encoder_decoder", False):
+        raise LancyError(
+            f"`{name}` is an encoder-decoder model ({config.model_type}); lancy's stages train decoder-only models "
+            f"(GPT-2, Qwen, Llama, Mixtral) so far: use one of those in `model.name`"
+        )
+
+
+def moe_facts(model) -> dict:
+    """Mixture-of-experts facts from the config: experts, experts per token, active parameters."""
+    config = model.config
+    experts = next((getattr(config, k) for k in EXPERT_COUNT_KEYS if getattr(config, k, None)), None)
+    if not experts:
+        return {"moe": False}
+    per_token = next((getattr(config, k) for k in EXPERTS_PER_TOKEN_KEYS if getattr(config, k, None)), 1)
+    expert_params = sum(p.numel() for n, p in model.named_parameters() if ".experts." in n)
+    total = sum(p.numel() for p in model.parameters())
+    return {
+        "moe": True, "experts": experts, "experts_per_token": per_token,
+        "active_params": int(total - expert_params * (1 - per_token / experts)),
+        "router_aux_loss": bool(getattr(config, "output_router_logits", False)),
+    }
+
+
+def memory_estimate(total_params: int) -> dict[str, float]:
+    """GiB for the weights alone at each precision (training adds gradients, optimizer state, activations)."""
+    return {f"weights_gib_{name}": total_params * size / 2**30
+            for name, size in (("fp32", 4), ("bf16", 2), ("int8", 1), ("int4", 0.5))}
+
+
 def load_model(name: str):
     """A causal LM from a local folder or a Hub id, with fp32 weights (training autocasts to bf16 on CUDA)."""
     from transformers import AutoModelForCausalLM
 
+    config = load_config(name)
+    if any(getattr(config, k, None) for k in EXPERT_COUNT_KEYS):
+        config.output_router_logits = True  # MoE: the router's load-balancing loss joins the LM loss in training
     try:
-        attention = attention_implementation()
-        return AutoModelForCausalLM.from_pretrained(name, dtype="float32", attn_implementation=attention)
+        return AutoModelForCausalLM.from_pretrained(name, config=config, dtype="float32",
+                                                    attn_implementation=attention_implementation())
     except (OSError, ValueError) as error:
         raise LancyError(model_not_found(name, error)) from None
+
+
+def load_config(name: str):
+    """The config of a Hub id or local folder, checked to be a model lancy can train."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as error:
+        raise LancyError(model_not_found(name, error)) from None
+    check_architecture(config, name)
+    return config
 
 
 def parameter_counts(model) -> dict[str, float]:

@@ -58,12 +58,19 @@ def pack_sft(examples: list[dict], max_length: int):
     from datasets import Dataset
     from trl import pack_dataset
 
-    dataset = Dataset.from_list(examples)
+    dataset = Dataset.from_dict({key: [e[key] for e in examples] for key in ("input_ids", "labels")})
     # One map batch for all rows: packing per 1000-row batch would leave a part-empty bin per batch.
     packed = pack_dataset(dataset, max_length, strategy="bfd", map_kwargs={"batch_size": len(dataset)})
-    return packed.map(
-        lambda row: {"position_ids": [p for n in row["seq_lengths"] for p in range(n)]}, remove_columns=["seq_lengths"]
-    )
+    return packed.map(_position_ids, batched=True, remove_columns=["seq_lengths"])
+
+
+def _position_ids(batch: dict) -> dict:
+    """0, 1, ... restarting at every example of each packed row (vectorized over a row's examples)."""
+    rows = []
+    for lengths in batch["seq_lengths"]:
+        lengths = np.asarray(lengths)
+        rows.append(np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths))
+    return {"position_ids": rows}
 
 
 class PackedCollator:

@@ -16,7 +16,7 @@ from transformers.integrations import DVCLiveCallback, TensorBoardCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from lancy.files import atomic_dir
-from lancy.models import device_and_dtype, parameter_counts
+from lancy.models import device_and_dtype, memory_estimate, moe_facts, parameter_counts
 
 
 def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
@@ -46,8 +46,11 @@ def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
 def run_facts(model, section, tokens_per_row: int, **extra) -> dict:
     """What a run is: parameters, device, precision, the attention actually used, the token budget."""
     device, dtype = device_and_dtype()
+    counts = parameter_counts(model)
     return {
-        **parameter_counts(model),
+        **counts,
+        **moe_facts(model),
+        **memory_estimate(counts["total_params"]),
         "device": device,
         "dtype": str(dtype).removeprefix("torch."),
         "attention": model.config._attn_implementation,

@@ -10,6 +10,7 @@ from datasets import Dataset
 from lancy import params as P
 from lancy.errors import run_stage
 from lancy.files import read_jsonl, require, write_json, write_jsonl
+from lancy.models import load_config
 from lancy.packing import encode_sft, pack_blocks, pack_sft, sft_example
 from lancy.tokenization import load_tokenizer, train_tokenizer
 
@@ -27,6 +28,7 @@ def main() -> None:
     if p.model.name == "scratch":
         tokenizer = train_tokenizer(corpus, p.model.vocab_size)
     else:
+        load_config(p.model.name)  # refuse a model lancy cannot train before any work
         tokenizer = load_tokenizer(p.model.name)
     encode = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
     eos = tokenizer.eos_token_id

@@ -1,0 +1,138 @@
+"""Model families from local folders: tiny random-weight models of each family's config class go through
+tokenize, pretrain and sft via `model.name: <folder>`; MoE facts; encoder models refused in one line."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lancy.errors import LancyError
+from lancy.models import load_config, load_model, memory_estimate, moe_facts
+from lancy.tokenization import train_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+TEXTS = [f"review {i}: the film was {'good' if i % 2 else 'bad'} and the cast {i % 7} fine" for i in range(400)]
+
+
+def _configs(vocab: int) -> dict:
+    from transformers import (GPT2Config, LlamaConfig, MixtralConfig, Qwen2Config, Qwen3MoeConfig)
+
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                 intermediate_size=64, max_position_embeddings=128, vocab_size=vocab)
+    return {
+        "gpt2": GPT2Config(n_embd=32, n_layer=2, n_head=2, n_positions=128, vocab_size=vocab),
+        "qwen2": Qwen2Config(**small),
+        "llama": LlamaConfig(**small),
+        "mixtral": MixtralConfig(**small, num_local_experts=4, num_experts_per_tok=2),
+        "qwen3_moe": Qwen3MoeConfig(**small, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+                                    head_dim=16),
+    }
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, Path]:
+    from transformers import AutoModelForCausalLM
+
+    root = tmp_path_factory.mktemp("models")
+    tokenizer = train_tokenizer(TEXTS, 300)
+    result = {}
+    for family, config in _configs(len(tokenizer)).items():
+        config.eos_token_id = config.bos_token_id = tokenizer.eos_token_id
+        config.pad_token_id = tokenizer.pad_token_id
+        AutoModelForCausalLM.from_config(config).save_pretrained(root / family)
+        tokenizer.save_pretrained(root / family)
+        result[family] = root / family
+    return result
+
+
+@pytest.mark.parametrize("family", ["mixtral", "qwen3_moe"])
+def test_moe_detected_with_active_parameters_and_router_loss(folders, family):
+    model = load_model(str(folders[family]))
+    facts = moe_facts(model)
+    total = sum(p.numel() for p in model.parameters())
+    assert facts["moe"] and facts["experts"] == 4 and facts["experts_per_token"] == 2
+    assert total / 2 < facts["active_params"] < total  # half the experts' weights are idle per token
+    assert facts["router_aux_loss"] and model.config.output_router_logits
+
+
+def test_dense_model_and_memory_estimate(folders):
+    assert moe_facts(load_model(str(folders["llama"]))) == {"moe": False}
+    estimate = memory_estimate(1_000_000_000)
+    assert estimate["weights_gib_fp32"] == pytest.approx(3.725, abs=1e-3)
+    assert estimate["weights_gib_int4"] == estimate["weights_gib_bf16"] / 4
+
+
+def test_encoder_only_and_encoder_decoder_are_refused(tmp_path):
+    from transformers import BertConfig, T5Config
+
+    BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(tmp_path / "bert")
+    T5Config(d_model=32, num_layers=1, num_heads=2, d_ff=64).save_pretrained(tmp_path / "t5")
+    with pytest.raises(LancyError, match="encoder-only model \\(bert\\): it cannot generate text"):
+        load_config(str(tmp_path / "bert"))
+    with pytest.raises(LancyError, match="encoder-decoder model \\(t5\\)"):
+        load_config(str(tmp_path / "t5"))
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """Embedded data through mix, with small params; each family then tokenizes and trains in it."""
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("families")
+    for name in ("lancy", "stages"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"].update(train_rows=100, test_rows=10)
+    params["mixture"], params["corpus"] = {"imdb": 1.0, "wikitext": 0.0}, {"wikitext": 1.0}
+    params["mix"].update(sft_rows=40, rl_rows=4, corpus_chars=20_000)
+    params["tokenize"]["max_length"] = 128
+    params["pretrain"].update(max_steps=2, batch_size=2, logging_steps=1)
+    params["sft"].update(max_steps=2, batch_size=2, logging_steps=1)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = dict(os.environ, PYTHONPATH=str(root))
+    for args in (["stages.download", "imdb"], ["stages.download", "wikitext"], ["stages.mix"]):
+        subprocess.run([sys.executable, "-m", *args], cwd=root, env=env, check=True, capture_output=True)
+    return root
+
+
+@pytest.mark.parametrize("family", ["gpt2", "qwen2", "llama", "mixtral", "qwen3_moe"])
+def test_family_through_tokenize_pretrain_and_sft(folders, workspace, family, monkeypatch):
+    import stages.pretrain
+    import stages.sft
+    import stages.tokenize
+
+    monkeypatch.chdir(workspace)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["model"]["name"] = str(folders[family])
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for stage in (stages.tokenize, stages.pretrain, stages.sft):
+        stage.main()
+    summary = json.loads(Path("metrics/sft/metrics.json").read_text())
+    assert summary["step"] == 2 and summary["moe"] == (family in ("mixtral", "qwen3_moe"))
+    assert json.loads(Path("metrics/tokenize.json").read_text())["vocab_size"] == 300  # the folder's own tokenizer
+    assert (Path("models/sft") / "config.json").exists()
+    assert json.loads((Path("models/sft") / "config.json").read_text())["model_type"] == family
+
+
+@pytest.mark.parametrize("family", ["gpt2", "qwen2", "llama", "mixtral", "qwen3_moe"])
+def test_packed_rows_keep_examples_apart_in_every_family(folders, family):
+    """The packed collator's batches give each example the logits it has alone, whatever the family."""
+    import torch
+
+    from lancy.packing import PackedCollator, pack_sft
+
+    model = load_model(str(folders[family])).eval()
+    examples = [{"input_ids": list(range(5, 5 + n)), "labels": list(range(5, 5 + n))} for n in (30, 20, 12)]
+    rows = list(pack_sft(examples, 64))
+    batch = PackedCollator(pad_id=0)(rows)
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+        for example in examples:
+            n = len(example["input_ids"])
+            alone = model(input_ids=torch.tensor([example["input_ids"]])).logits[0]
+            row, start = next((r, s) for r, row in enumerate(rows) for s in range(len(row["input_ids"]) - n + 1)
+                              if row["input_ids"][s : s + n] == example["input_ids"] and row["position_ids"][s] == 0)
+            torch.testing.assert_close(packed[row, start : start + n], alone, atol=1e-4, rtol=0)
