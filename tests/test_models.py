@@ -16,7 +16,7 @@ TEXTS = [f"review {i}: the film was {'good' if i % 2 else 'bad'} and the cast {i
 
 
 def _configs(vocab: int) -> dict:
-    from transformers import (GPT2Config, LlamaConfig, MixtralConfig, Qwen2Config, Qwen3MoeConfig)
+    from transformers import GPT2Config, LlamaConfig, MixtralConfig, Qwen2Config, Qwen3MoeConfig
 
     small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
                  intermediate_size=64, max_position_embeddings=128, vocab_size=vocab)
