@@ -25,12 +25,22 @@ def device_and_dtype() -> tuple[str, "torch.dtype"]:  # noqa: F821
     return "cpu", torch.float32
 
 
-def attention_implementation() -> str:
-    """sdpa everywhere but MPS (eager there: sdpa has produced NaNs on MPS)."""
-    return "eager" if device_and_dtype()[0] == "mps" else "sdpa"
+def attention_implementation(requested: str = "auto") -> str:
+    """The attention to use: `auto` is flash_attention_2 on CUDA with flash-attn installed, eager on MPS (where
+    sdpa has produced NaNs), sdpa otherwise; an explicit choice is kept if this machine can run it."""
+    import importlib.util
+
+    device = device_and_dtype()[0]
+    flash = device == "cuda" and importlib.util.find_spec("flash_attn") is not None
+    if requested == "auto":
+        return "flash_attention_2" if flash else "eager" if device == "mps" else "sdpa"
+    if requested == "flash_attention_2" and not flash:
+        raise LancyError("params key `model.attention` is flash_attention_2, which needs CUDA and the flash-attn "
+                         "package (pip install -r requirements-gpu.txt); use auto to fall back to sdpa")
+    return requested
 
 
-def build_scratch_model(model_params, tokenizer, max_length: int):
+def build_scratch_model(model_params, tokenizer, max_length: int, attention: str = "auto"):
     """A Llama-style decoder sized by params (`model.hidden_size`, ...), randomly initialized."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -47,7 +57,7 @@ def build_scratch_model(model_params, tokenizer, max_length: int):
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
     )
-    config._attn_implementation = attention_implementation()
+    config._attn_implementation = attention_implementation(attention)
     return LlamaForCausalLM(config)
 
 
@@ -87,7 +97,7 @@ def memory_estimate(total_params: int) -> dict[str, float]:
             for name, size in (("fp32", 4), ("bf16", 2), ("int8", 1), ("int4", 0.5))}
 
 
-def load_model(name: str):
+def load_model(name: str, attention: str = "auto"):
     """A causal LM from a local folder or a Hub id, with fp32 weights (training autocasts to bf16 on CUDA)."""
     from transformers import AutoModelForCausalLM
 
@@ -96,7 +106,7 @@ def load_model(name: str):
         config.output_router_logits = True  # MoE: the router's load-balancing loss joins the LM loss in training
     try:
         return AutoModelForCausalLM.from_pretrained(name, config=config, dtype="float32",
-                                                    attn_implementation=attention_implementation())
+                                                    attn_implementation=attention_implementation(attention))
     except (OSError, ValueError) as error:
         raise LancyError(model_not_found(name, error)) from None
 

@@ -16,6 +16,9 @@ import yaml
 from lancy.errors import LancyError
 
 DATA_SOURCES = ("embedded", "hub", "local")
+ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Mix:
 @dataclass(frozen=True)
 class Model:
     name: str = "scratch"  # scratch | a Hub id | a local folder
+    attention: str = "auto"  # auto | sdpa | eager | flash_attention_2
     vocab_size: int = 4096  # scratch only: size of the BPE tokenizer trained on the corpus
     hidden_size: int = 128  # scratch only: Llama-style architecture
     num_layers: int = 4
@@ -61,30 +65,39 @@ class Lora:
 
 
 @dataclass(frozen=True)
-class Pretrain:
+class Train:
+    """What every training stage shares (the sections below add their own keys and defaults)."""
+
     max_steps: int = 200
-    batch_size: int = 16
-    learning_rate: float = 3e-3
+    batch_size: int = 16  # per device (GRPO: completions per device)
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-3
+    lr_scheduler: str = "cosine"  # any transformers scheduler name: linear, cosine, constant_with_warmup, ...
     warmup_ratio: float = 0.05
-    weight_decay: float = 0.01
-    logging_steps: int = 10
+    weight_decay: float = 0.0
+    logging_steps: int = 10  # pretrain: 0 logs at the eval frequency, as the original did
+    save_steps: int = 0  # 0: a checkpoint every quarter of max_steps
+    save_total_limit: int = 2
 
 
 @dataclass(frozen=True)
-class Sft:
-    max_steps: int = 150
+class Pretrain(Train):
+    learning_rate: float = 3e-3
+    weight_decay: float = 0.01
+    eval_steps: int = 0  # 0: every quarter of max_steps
+    load_best_model_at_end: bool = False  # keep the checkpoint with the lowest held-out loss
+
+
+@dataclass(frozen=True)
+class Sft(Train):
+    max_steps: int = 400
     batch_size: int = 8
-    learning_rate: float = 1e-3
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    logging_steps: int = 10
     lora: Lora = field(default_factory=Lora)
 
 
 @dataclass(frozen=True)
-class Grpo:
+class Grpo(Train):
     max_steps: int = 30
-    batch_size: int = 16  # completions per step (prompts per step x num_generations)
     num_generations: int = 4  # group size
     beta: float = 0.0  # KL coefficient
     learning_rate: float = 1e-5
@@ -225,8 +238,16 @@ def validate(params: Params) -> None:
                 f"add `mixture.{name}: 0` (weight 0 keeps it out of the SFT mixture)"
             )
     for section in ("pretrain", "sft", "grpo"):
-        if getattr(params, section).max_steps <= 0:
-            raise LancyError(f"params key `{section}.max_steps` must be > 0")
+        for key in ("max_steps", "batch_size", "gradient_accumulation_steps"):
+            if getattr(getattr(params, section), key) <= 0:
+                raise LancyError(f"params key `{section}.{key}` must be > 0")
+        if getattr(params, section).lr_scheduler not in SCHEDULERS:
+            raise LancyError(f"params key `{section}.lr_scheduler` is {getattr(params, section).lr_scheduler!r}; "
+                             f"use one of: {', '.join(SCHEDULERS)}")
+    if params.model.attention not in ATTENTION:
+        raise LancyError(
+            f"params key `model.attention` is {params.model.attention!r}; use one of: {', '.join(ATTENTION)}"
+        )
     name = params.model.name
     if name != "scratch" and looks_like_path(name) and not Path(name).expanduser().exists():
         raise LancyError(f"params key `model.name`: folder `{name}` does not exist; use scratch, a Hub id or a folder")

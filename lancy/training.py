@@ -20,19 +20,21 @@ from lancy.models import device_and_dtype, memory_estimate, moe_facts, parameter
 
 
 def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
-    """Keyword arguments shared by TrainingArguments, SFT and GRPO configs, from a stage's params section."""
+    """Keyword arguments shared by TrainingArguments and the GRPO config, from a stage's params section."""
     device, dtype = device_and_dtype()
+    quarter = max(1, section.max_steps // 4)
     return dict(
         output_dir=str(checkpoint_dir),
         max_steps=section.max_steps,
         per_device_train_batch_size=section.batch_size,
+        gradient_accumulation_steps=section.gradient_accumulation_steps,
         learning_rate=section.learning_rate,
-        weight_decay=getattr(section, "weight_decay", 0.0),
+        weight_decay=section.weight_decay,
         warmup_steps=section.warmup_ratio,  # a float < 1 is a fraction of max_steps
-        lr_scheduler_type="cosine",
-        logging_steps=section.logging_steps,
-        save_steps=max(section.logging_steps, section.max_steps // 4),
-        save_total_limit=2,
+        lr_scheduler_type=section.lr_scheduler,
+        logging_steps=section.logging_steps or quarter,
+        save_steps=section.save_steps or quarter,
+        save_total_limit=section.save_total_limit,
         seed=seed,
         data_seed=seed,
         bf16=str(dtype) == "torch.bfloat16",
@@ -44,9 +46,11 @@ def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
 
 
 def run_facts(model, section, tokens_per_row: int, **extra) -> dict:
-    """What a run is: parameters, device, precision, the attention actually used, the token budget."""
+    """What a run is: parameters, device, precision, the attention actually used, batch and token budget."""
     device, dtype = device_and_dtype()
     counts = parameter_counts(model)
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    effective_batch = section.batch_size * processes * section.gradient_accumulation_steps
     return {
         **counts,
         **moe_facts(model),
@@ -54,7 +58,9 @@ def run_facts(model, section, tokens_per_row: int, **extra) -> dict:
         "device": device,
         "dtype": str(dtype).removeprefix("torch."),
         "attention": model.config._attn_implementation,
-        "token_budget": section.max_steps * section.batch_size * tokens_per_row,
+        "processes": processes,
+        "effective_batch_size": effective_batch,
+        "token_budget": section.max_steps * effective_batch * tokens_per_row,
         **extra,
     }
 

@@ -13,7 +13,7 @@ from lancy.files import read_jsonl, require, write_json
 from lancy.models import load_model
 from lancy.tokenization import load_tokenizer
 
-PARAMS = ("evaluate",)
+PARAMS = ("model.attention", "evaluate")
 MODELS = ("pretrain", "sft", "grpo")
 EVAL = Path("data/mixed/eval")
 
@@ -24,7 +24,7 @@ def main() -> None:
     if stage not in MODELS:
         raise LancyError(f"unknown model `{stage}`; evaluate one of: {', '.join(MODELS)}")
     require(Path("models") / stage, EVAL)
-    model = load_model(f"models/{stage}").eval()
+    model = load_model(f"models/{stage}", p.model.attention).eval()
     tokenizer = load_tokenizer(f"models/{stage}")
     results = {}
     for path in sorted(EVAL.glob("*.jsonl")):

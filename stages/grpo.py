@@ -15,7 +15,7 @@ from lancy.rewards import task_reward
 from lancy.tokenization import load_tokenizer
 from lancy.training import callbacks, fingerprint, finish, run_facts, train, training_arguments
 
-PARAMS = ("seed", "grpo")
+PARAMS = ("seed", "model.attention", "grpo")
 BASE, DATA = Path("models/sft"), Path("data/tokenized/rl.jsonl")
 OUT, CHECKPOINTS = Path("models/grpo"), Path("checkpoints/grpo")
 
@@ -26,7 +26,7 @@ def main() -> None:
     require(BASE, DATA)
     tokenizer = load_tokenizer(str(BASE))
     tokenizer.padding_side = "left"
-    model = load_model(str(BASE))
+    model = load_model(str(BASE), p.model.attention)
     prompts = Dataset.from_list(read_jsonl(DATA))
     facts = run_facts(model, g, g.max_completion_length, prompts=len(prompts), group_size=g.num_generations)
     config = GRPOConfig(

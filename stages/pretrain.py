@@ -17,7 +17,7 @@ from lancy.tokenization import load_tokenizer
 from lancy.training import callbacks, fingerprint, finish, run_facts, train, training_arguments
 
 PARAMS = (
-    "seed", "model.name", "model.hidden_size", "model.num_layers", "model.num_heads", "model.intermediate_size",
+    "seed", "model.name", "model.attention", "model.hidden_size", "model.num_layers", "model.num_heads", "model.intermediate_size",
     "tokenize.max_length", "pretrain",
 )
 DATA, OUT, CHECKPOINTS = Path("data/tokenized"), Path("models/pretrain"), Path("checkpoints/pretrain")
@@ -33,18 +33,21 @@ def main() -> None:
     require(DATA / "tokenizer", DATA / "pretrain.parquet", DATA / "pretrain_eval.parquet")
     tokenizer = load_tokenizer(str(DATA / "tokenizer"))
     if p.model.name == "scratch":
-        model = build_scratch_model(p.model, tokenizer, p.tokenize.max_length)
+        model = build_scratch_model(p.model, tokenizer, p.tokenize.max_length, p.model.attention)
     else:
-        model = load_model(p.model.name)
+        model = load_model(p.model.name, p.model.attention)
     train_set = Dataset.from_parquet(str(DATA / "pretrain.parquet"))
     eval_set = Dataset.from_parquet(str(DATA / "pretrain_eval.parquet"))
 
     facts = run_facts(model, p.pretrain, p.tokenize.max_length, train_blocks=len(train_set))
-    args = TrainingArguments(
-        **training_arguments(p.pretrain, CHECKPOINTS, p.seed),
-        eval_strategy="steps", eval_steps=max(1, p.pretrain.max_steps // 4),
-        per_device_eval_batch_size=p.pretrain.batch_size,
-    )
+    eval_steps = p.pretrain.eval_steps or max(1, p.pretrain.max_steps // 4)
+    arguments = training_arguments(p.pretrain, CHECKPOINTS, p.seed)
+    arguments.update(eval_strategy="steps", eval_steps=eval_steps, per_device_eval_batch_size=p.pretrain.batch_size,
+                     logging_steps=p.pretrain.logging_steps or eval_steps,
+                     load_best_model_at_end=p.pretrain.load_best_model_at_end, metric_for_best_model="eval_loss")
+    if p.pretrain.load_best_model_at_end:
+        arguments["save_steps"] = eval_steps  # the best checkpoint is chosen among the evaluated ones
+    args = TrainingArguments(**arguments)
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                       data_collator=collate, callbacks=callbacks("pretrain", facts))
     run_id = fingerprint(P.to_dict(p), [DATA / "tokenizer", DATA / "pretrain.parquet", DATA / "pretrain_eval.parquet"])

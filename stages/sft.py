@@ -15,7 +15,7 @@ from lancy.packing import PackedCollator
 from lancy.tokenization import load_tokenizer
 from lancy.training import callbacks, fingerprint, finish, run_facts, train, training_arguments
 
-PARAMS = ("seed", "tokenize.max_length", "sft")
+PARAMS = ("seed", "model.attention", "tokenize.max_length", "sft")
 BASE, DATA = Path("models/pretrain"), Path("data/tokenized/sft.parquet")
 OUT, CHECKPOINTS = Path("models/sft"), Path("checkpoints/sft")
 
@@ -24,7 +24,7 @@ def main() -> None:
     p = P.load(PARAMS)
     require(BASE, DATA)
     tokenizer = load_tokenizer(str(BASE))
-    model = apply_lora(load_model(str(BASE)), p.sft.lora)
+    model = apply_lora(load_model(str(BASE), p.model.attention), p.sft.lora)
     train_set = Dataset.from_parquet(str(DATA))
     facts = run_facts(model, p.sft, p.tokenize.max_length, train_rows=len(train_set))
     args = TrainingArguments(**training_arguments(p.sft, CHECKPOINTS, p.seed), remove_unused_columns=False)

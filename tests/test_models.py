@@ -136,3 +136,24 @@ def test_packed_rows_keep_examples_apart_in_every_family(folders, family):
             row, start = next((r, s) for r, row in enumerate(rows) for s in range(len(row["input_ids"]) - n + 1)
                               if row["input_ids"][s : s + n] == example["input_ids"] and row["position_ids"][s] == 0)
             torch.testing.assert_close(packed[row, start : start + n], alone, atol=1e-4, rtol=0)
+
+
+def test_attention_resolution_on_this_cpu():
+    from lancy.models import attention_implementation
+
+    assert attention_implementation("auto") == "sdpa"  # no CUDA here: flash-attn is never chosen
+    assert attention_implementation("eager") == "eager"
+    with pytest.raises(LancyError, match="needs CUDA and the flash-attn package"):
+        attention_implementation("flash_attention_2")
+
+
+def test_effective_batch_size_counts_processes_and_accumulation(folders, monkeypatch):
+    from types import SimpleNamespace
+
+    from lancy.training import run_facts
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    section = SimpleNamespace(batch_size=8, gradient_accumulation_steps=4, max_steps=10)
+    facts = run_facts(load_model(str(folders["llama"])), section, tokens_per_row=128)
+    assert facts["processes"] == 2 and facts["effective_batch_size"] == 64
+    assert facts["token_budget"] == 10 * 64 * 128 and facts["attention"] == "sdpa"

@@ -169,3 +169,30 @@ def test_weight_decay_reaches_the_trainer_arguments(section, repo_root, training
 
     values = dataclasses.replace(getattr(P.load_all(repo_root / "params.yaml"), section), weight_decay=0.125)
     assert training_arguments(values, tmp_path, seed=0).get("weight_decay") == 0.125
+
+
+@pytest.mark.parametrize("section", ["pretrain", "sft", "grpo"])
+def test_training_options_reach_the_trainer_arguments(section, repo_root, training_arguments, tmp_path):
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    values = dataclasses.replace(getattr(P.load_all(repo_root / "params.yaml"), section), max_steps=40,
+                                 gradient_accumulation_steps=4, lr_scheduler="linear", save_steps=0,
+                                 save_total_limit=3, logging_steps=0)
+    args = training_arguments(values, tmp_path, seed=0)
+    assert args["gradient_accumulation_steps"] == 4 and args["lr_scheduler_type"] == "linear"
+    assert args["save_steps"] == 10 and args["logging_steps"] == 10  # 0: every quarter of max_steps
+    assert args["save_total_limit"] == 3
+    TrainingArguments(**args)  # transformers accepts them as they are
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("model.attention", "flash", "`model.attention`"),
+    ("sft.lr_scheduler", "cosinus", "`sft.lr_scheduler`"),
+    ("grpo.gradient_accumulation_steps", 0, "`grpo.gradient_accumulation_steps`"),
+    ("pretrain.batch_size", 0, "`pretrain.batch_size`"),
+])
+def test_training_option_errors_name_the_key(write_params, key, value, message):
+    with pytest.raises(LancyError, match=message):
+        P.load_all(write_params(_set(key, value)))
