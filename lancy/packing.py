@@ -1,5 +1,7 @@
 """Packing token sequences into fixed-size rows, and the collator that batches packed rows.
 
+With `tokenize.packing: false` every document or example is a row of its own instead, padded per batch.
+
 Pretraining: documents are concatenated (EOS between them) and cut into `max_length` blocks.
 SFT: each prompt + completion is one example with loss on the completion only; examples are packed
 best-fit-decreasing (TRL's `pack_dataset`) into `max_length` bins whose position_ids restart at every
@@ -18,6 +20,12 @@ def pack_blocks(docs: list[list[int]], block_size: int, eos_id: int) -> tuple[np
     stream = np.fromiter((t for doc in docs for t in [*doc, eos_id]), dtype=np.int64)
     n = len(stream) // block_size
     return stream[: n * block_size].reshape(n, block_size), len(stream) - n * block_size
+
+
+def document_rows(docs: list[list[int]], max_length: int, eos_id: int) -> tuple[list[list[int]], int]:
+    """Unpacked pretraining rows: each document (with EOS) alone, cut at max_length; and the tokens cut."""
+    rows = [[*doc, eos_id][:max_length] for doc in docs if doc]
+    return rows, sum(len(doc) + 1 for doc in docs if doc) - sum(map(len, rows))
 
 
 def sft_example(prompt_ids: list[int], completion_ids: list[int], max_length: int) -> tuple[dict, bool]:
@@ -84,13 +92,14 @@ class PackedCollator:
         self.pad_id = pad_id
 
     def __call__(self, rows: list[dict]) -> dict:
+        """Rows without labels are trained on every token; rows without position_ids hold one sequence each."""
         import torch
 
         width = max(len(row["input_ids"]) for row in rows)
         batch = {"input_ids": [], "labels": [], "position_ids": []}
         for row in rows:
-            pad = width - len(row["input_ids"])
+            n, pad = len(row["input_ids"]), width - len(row["input_ids"])
             batch["input_ids"].append(list(row["input_ids"]) + [self.pad_id] * pad)
-            batch["labels"].append(list(row["labels"]) + [IGNORE] * pad)
-            batch["position_ids"].append(list(row["position_ids"]) + list(range(pad)))
+            batch["labels"].append(list(row.get("labels") or row["input_ids"]) + [IGNORE] * pad)
+            batch["position_ids"].append(list(row.get("position_ids") or range(n)) + list(range(pad)))
         return {**{key: torch.tensor(value) for key, value in batch.items()}, "use_cache": False}

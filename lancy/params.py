@@ -53,6 +53,7 @@ class Model:
 @dataclass(frozen=True)
 class Tokenize:
     max_length: int = 256  # pretraining block size and SFT packing bin size
+    packing: bool = True  # false: one document / example per row, padded per batch
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ Writes models/pretrain/ (model + tokenizer), metrics/pretrain/ (DVCLive) and log
 import math
 from pathlib import Path
 
-import torch
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 
@@ -13,19 +12,15 @@ from lancy import params as P
 from lancy.errors import run_stage
 from lancy.files import require
 from lancy.models import build_scratch_model, load_model
+from lancy.packing import PackedCollator
 from lancy.tokenization import load_tokenizer
 from lancy.training import callbacks, fingerprint, finish, run_facts, train, training_arguments
 
 PARAMS = (
-    "seed", "model.name", "model.attention", "model.hidden_size", "model.num_layers", "model.num_heads", "model.intermediate_size",
-    "tokenize.max_length", "pretrain",
+    "seed", "model.name", "model.attention", "model.hidden_size", "model.num_layers", "model.num_heads",
+    "model.intermediate_size", "tokenize.max_length", "pretrain",
 )
 DATA, OUT, CHECKPOINTS = Path("data/tokenized"), Path("models/pretrain"), Path("checkpoints/pretrain")
-
-
-def collate(rows: list[dict]) -> dict:
-    input_ids = torch.tensor([row["input_ids"] for row in rows])
-    return {"input_ids": input_ids, "labels": input_ids.clone()}
 
 
 def main() -> None:
@@ -49,7 +44,7 @@ def main() -> None:
         arguments["save_steps"] = eval_steps  # the best checkpoint is chosen among the evaluated ones
     args = TrainingArguments(**arguments)
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-                      data_collator=collate, callbacks=callbacks("pretrain", facts))
+                      data_collator=PackedCollator(tokenizer.pad_token_id), callbacks=callbacks("pretrain", facts))
     run_id = fingerprint(P.to_dict(p), [DATA / "tokenizer", DATA / "pretrain.parquet", DATA / "pretrain_eval.parquet"])
     resumed_from = train(trainer, CHECKPOINTS, run_id)
     eval_loss = trainer.evaluate()["eval_loss"]  # logged as eval/loss at the last step

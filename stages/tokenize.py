@@ -1,4 +1,4 @@
-"""tokenize: the tokenizer, pretraining blocks, packed SFT rows and fitted RL prompts.
+"""tokenize: the tokenizer, pretraining rows, SFT rows (packed unless tokenize.packing is false), RL prompts.
 
 Writes data/tokenized/{tokenizer/, pretrain.parquet, pretrain_eval.parquet, sft.parquet, rl.jsonl}
 and metrics/tokenize.json.
@@ -11,7 +11,7 @@ from lancy import params as P
 from lancy.errors import run_stage
 from lancy.files import read_jsonl, require, write_json, write_jsonl
 from lancy.models import load_config
-from lancy.packing import encode_sft, pack_blocks, pack_sft, sft_example
+from lancy.packing import document_rows, encode_sft, pack_blocks, pack_sft, sft_example
 from lancy.tokenization import load_tokenizer, train_tokenizer
 
 PARAMS = ("model.name", "model.vocab_size", "tokenize")
@@ -33,11 +33,16 @@ def main() -> None:
     encode = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
     eos = tokenizer.eos_token_id
 
-    blocks, dropped_tail = pack_blocks(encode(corpus), length, eos)
-    eval_blocks, _ = pack_blocks(encode(corpus_eval), length, eos)
+    if p.tokenize.packing:
+        blocks, dropped_tail = pack_blocks(encode(corpus), length, eos)
+        blocks = blocks.tolist()
+    else:
+        blocks, dropped_tail = document_rows(encode(corpus), length, eos)
+    eval_blocks, _ = pack_blocks(encode(corpus_eval), length, eos)  # packed either way: one yardstick
+    pretrain_tokens = sum(map(len, blocks))
 
     examples, truncated = encode_sft(tokenizer, sft_rows, length)
-    packed = pack_sft(examples, length)
+    packed = pack_sft(examples, length) if p.tokenize.packing else Dataset.from_list(examples)
     sft_tokens = sum(len(e["input_ids"]) for e in examples)
     per_source = {}
     for row, example in zip(sft_rows, examples, strict=True):
@@ -53,21 +58,22 @@ def main() -> None:
 
     OUT.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(OUT / "tokenizer")
-    Dataset.from_dict({"input_ids": blocks.tolist()}).to_parquet(OUT / "pretrain.parquet")
+    Dataset.from_dict({"input_ids": blocks}).to_parquet(OUT / "pretrain.parquet")
     Dataset.from_dict({"input_ids": eval_blocks.tolist()}).to_parquet(OUT / "pretrain_eval.parquet")
     packed.to_parquet(OUT / "sft.parquet")
     write_jsonl(OUT / "rl.jsonl", rl_rows)
     write_json(Path("metrics/tokenize.json"), {
         "vocab_size": len(tokenizer),
-        "pretrain": {"blocks": len(blocks), "tokens": int(blocks.size), "dropped_tail_tokens": dropped_tail,
-                     "eval_blocks": len(eval_blocks), "packing_efficiency": blocks.size / (blocks.size + dropped_tail)},
+        "packing": p.tokenize.packing,
+        "pretrain": {"rows": len(blocks), "tokens": pretrain_tokens, "dropped_tokens": dropped_tail,
+                     "eval_blocks": len(eval_blocks), "packing_efficiency": pretrain_tokens / (len(blocks) * length)},
         "sft": {"examples": len(examples), "tokens": sft_tokens, "rows": len(packed), "truncated": truncated,
                 "completion_tokens": sum(sum(t != -100 for t in e["labels"]) for e in examples),
                 "packing_efficiency": sft_tokens / (len(packed) * length),
                 "sources": {name: {"tokens": n, "share": n / sft_tokens} for name, n in per_source.items()}},
         "rl": {"prompts": len(rl_rows), "truncated": rl_truncated},
     })
-    print(f"{len(blocks)} pretraining blocks, {len(examples)} SFT examples in {len(packed)} rows "
+    print(f"{len(blocks)} pretraining rows, {len(examples)} SFT examples in {len(packed)} rows "
           f"({sft_tokens / (len(packed) * length):.3f} real tokens), {len(rl_rows)} RL prompts")
 
 

@@ -157,3 +157,28 @@ def test_effective_batch_size_counts_processes_and_accumulation(folders, monkeyp
     facts = run_facts(load_model(str(folders["llama"])), section, tokens_per_row=128)
     assert facts["processes"] == 2 and facts["effective_batch_size"] == 64
     assert facts["token_budget"] == 10 * 64 * 128 and facts["attention"] == "sdpa"
+
+
+def test_packing_off_trains_one_example_per_row(workspace, monkeypatch):
+    import datasets
+
+    import stages.sft
+    import stages.tokenize
+
+    monkeypatch.chdir(workspace)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["model"]["name"] = "scratch"
+    params["model"].update(vocab_size=512, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
+    params["tokenize"]["packing"] = False
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stages.tokenize.main()
+    metrics = json.loads(Path("metrics/tokenize.json").read_text())
+    sft = datasets.Dataset.from_parquet("data/tokenized/sft.parquet")
+    pretrain = datasets.Dataset.from_parquet("data/tokenized/pretrain.parquet")
+    assert not metrics["packing"] and len(sft) == metrics["sft"]["examples"] == 40
+    assert len({len(ids) for ids in pretrain["input_ids"]}) > 1  # documents of their own lengths, not blocks
+    import stages.pretrain
+
+    stages.pretrain.main()
+    stages.sft.main()
+    assert json.loads(Path("metrics/sft/metrics.json").read_text())["step"] == 2
