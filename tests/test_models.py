@@ -182,3 +182,19 @@ def test_packing_off_trains_one_example_per_row(workspace, monkeypatch):
     stages.pretrain.main()
     stages.sft.main()
     assert json.loads(Path("metrics/sft/metrics.json").read_text())["step"] == 2
+
+
+def test_lora_sft_reports_its_trainable_share_and_saves_a_merged_model(workspace, monkeypatch):
+    import stages.sft
+
+    monkeypatch.chdir(workspace)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["sft"]["lora"].update(enabled=True, r=4, alpha=8, target_modules="all-linear")
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert Path("models/pretrain/config.json").exists()  # from the tests above
+    stages.sft.main()
+    summary = json.loads(Path("metrics/sft/metrics.json").read_text())
+    assert 0 < summary["trainable_share"] < 0.5 and summary["trainable_params"] < summary["total_params"]
+    merged = load_model("models/sft")  # adapters merged in: a plain model, no adapter files
+    assert not Path("models/sft/adapter_config.json").exists()
+    assert not any("lora" in name for name, _ in merged.named_parameters())
