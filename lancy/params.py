@@ -106,6 +106,9 @@ class Grpo(Train):
     max_completion_length: int = 8
     temperature: float = 1.0
     logging_steps: int = 5
+    format_weight: float = 0.0  # > 0 adds a format reward (the task's answer shape) with this weight
+    code_execution: bool = False  # code rewards run the completion in lancy.sandbox instead of compiling it
+    reward_model: str = ""  # a local folder with a sequence-classification model: its score is one more reward
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,9 @@ def validate(params: Params) -> None:
     name = params.model.name
     if name != "scratch" and looks_like_path(name) and not Path(name).expanduser().exists():
         raise LancyError(f"params key `model.name`: folder `{name}` does not exist; use scratch, a Hub id or a folder")
+    reward_model = params.grpo.reward_model
+    if reward_model and not (Path(reward_model) / "config.json").exists():
+        raise LancyError(f"params key `grpo.reward_model`: `{reward_model}` is not a model folder (no config.json)")
     if params.grpo.num_generations < 2:
         raise LancyError("params key `grpo.num_generations` must be >= 2 (GRPO compares completions within a group)")
     if params.grpo.batch_size % params.grpo.num_generations:

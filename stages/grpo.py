@@ -11,7 +11,7 @@ from lancy import params as P
 from lancy.errors import run_stage
 from lancy.files import read_jsonl, require
 from lancy.models import load_model
-from lancy.rewards import task_reward
+from lancy.rewards import format_reward, task_reward, task_reward_executing_code
 from lancy.tokenization import load_tokenizer
 from lancy.training import callbacks, fingerprint, finish, run_facts, train, training_arguments
 
@@ -29,13 +29,18 @@ def main() -> None:
     model = load_model(str(BASE), p.model.attention)
     prompts = Dataset.from_list(read_jsonl(DATA))
     facts = run_facts(model, g, g.max_completion_length, prompts=len(prompts), group_size=g.num_generations)
+    rewards = [(task_reward_executing_code if g.code_execution else task_reward, 1.0)]
+    if g.format_weight:
+        rewards.append((format_reward, g.format_weight))
+    if g.reward_model:
+        rewards.append((g.reward_model, 1.0))  # TRL loads the folder as a sequence-classification model
     config = GRPOConfig(
         **training_arguments(g, CHECKPOINTS, p.seed),
         num_generations=g.num_generations, beta=g.beta, max_completion_length=g.max_completion_length,
-        temperature=g.temperature,
+        temperature=g.temperature, reward_weights=[weight for _, weight in rewards],
     )
-    trainer = GRPOTrainer(model=model, reward_funcs=task_reward, args=config, train_dataset=prompts,
-                          processing_class=tokenizer, callbacks=callbacks("grpo", facts))
+    trainer = GRPOTrainer(model=model, reward_funcs=[reward for reward, _ in rewards], args=config,
+                          train_dataset=prompts, processing_class=tokenizer, callbacks=callbacks("grpo", facts))
     resumed_from = train(trainer, CHECKPOINTS, fingerprint(P.to_dict(p), [BASE, DATA]))
     finish(trainer, tokenizer, OUT, CHECKPOINTS, {**facts, "resumed_from_step": resumed_from})
 

@@ -198,3 +198,27 @@ def test_lora_sft_reports_its_trainable_share_and_saves_a_merged_model(workspace
     merged = load_model("models/sft")  # adapters merged in: a plain model, no adapter files
     assert not Path("models/sft/adapter_config.json").exists()
     assert not any("lora" in name for name, _ in merged.named_parameters())
+
+
+def test_grpo_with_format_reward_and_a_local_reward_model(workspace, tmp_path, monkeypatch):
+    """One GRPO step from the SFT model above, rewarded by the task, the format and a tiny reward model."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    import stages.grpo
+
+    monkeypatch.chdir(workspace)
+    tokenizer = train_tokenizer(TEXTS, 300)
+    config = LlamaConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                         intermediate_size=32, vocab_size=len(tokenizer), num_labels=1,
+                         pad_token_id=tokenizer.pad_token_id)
+    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "reward")
+    tokenizer.save_pretrained(tmp_path / "reward")
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["grpo"].update(max_steps=1, batch_size=4, num_generations=2, logging_steps=1, max_completion_length=4,
+                          format_weight=0.5, reward_model=str(tmp_path / "reward"))
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stages.grpo.main()
+    summary = json.loads(Path("metrics/grpo/metrics.json").read_text())
+    assert summary["step"] == 1
+    assert {"task_reward", "format_reward", "reward"} <= set(summary["rewards"])
+    assert any(key.startswith("reward") and key != "rewards" for key in summary)

@@ -185,3 +185,34 @@ def test_task_reward_rejects_misaligned_columns():
 def test_task_reward_needs_the_labels_column():
     with pytest.raises(TypeError):
         task_reward(["p"], [" positive"], answer=["positive"], task=["classification"])
+
+
+def test_format_reward_checks_the_answer_shape_only():
+    from lancy.rewards import format_reward
+
+    completions = [" negative", " positive, surely", " 3 + 4 = 7\n#### 7", " it is 7", " B", "\nx = 1"]
+    tasks = ["classification", "classification", "math", "math", "multiple_choice", "code"]
+    labels = [["negative", "positive"]] * 2 + [[], [], ["A", "B", "C", "D"], []]
+    assert format_reward(None, completions, tasks, labels) == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0]
+
+
+def test_execution_reward_runs_code_and_contains_malicious_code(tmp_path):
+    from lancy.rewards import execution_reward, task_reward_executing_code
+
+    outside = tmp_path / "escaped"
+    assert execution_reward("\ndef f(x):\n    return x * 2\nassert f(2) == 4", "", []) == 1.0
+    assert execution_reward("\nassert 1 == 2", "", []) == 0.0
+    assert execution_reward("\nwhile True:\n    pass", "", []) == 0.0  # killed by the timeout
+    attacks = [
+        f"open({str(outside)!r}, 'w').write('x')",
+        f"import os\nos.system('touch {outside}')",
+        f"import subprocess\nsubprocess.run(['touch', {str(outside)!r}])",
+        "import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=1)",
+        f"import shutil\nshutil.rmtree({str(tmp_path)!r})",
+    ]
+    for attack in attacks:
+        assert execution_reward("\n" + attack, "", []) == 0.0, attack
+    assert not outside.exists() and tmp_path.exists()
+    rewards = task_reward_executing_code(None, ["\nprint(1)", " positive"], ["", "positive"],
+                                         ["code", "classification"], [[], ["negative", "positive"]])
+    assert rewards == [1.0, 1.0]
