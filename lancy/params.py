@@ -112,6 +112,18 @@ class Grpo(Train):
 
 
 @dataclass(frozen=True)
+class Launch:
+    """How training stages run: processes per machine, machines, and an optional accelerate config."""
+
+    processes: int = 1  # per machine (GPUs, or CPU processes over gloo)
+    machines: int = 1
+    machine_rank: int = 0
+    main_address: str = "127.0.0.1"
+    main_port: int = 29500
+    config: str = ""  # an accelerate config file, e.g. configs/accelerate/fsdp.yaml or deepspeed_zero2.yaml
+
+
+@dataclass(frozen=True)
 class Evaluate:
     max_rows: int = 200  # held-out rows evaluated per dataset
     batch_size: int = 32
@@ -131,6 +143,7 @@ class Params:
     sft: Sft = field(default_factory=Sft)
     grpo: Grpo = field(default_factory=Grpo)
     evaluate: Evaluate = field(default_factory=Evaluate)
+    launch: Launch = field(default_factory=Launch)
     prompts: dict[str, str] = field(default_factory=dict)  # dataset -> prompt template overriding the catalog's
 
 
@@ -258,6 +271,10 @@ def validate(params: Params) -> None:
     reward_model = params.grpo.reward_model
     if reward_model and not (Path(reward_model) / "config.json").exists():
         raise LancyError(f"params key `grpo.reward_model`: `{reward_model}` is not a model folder (no config.json)")
+    if params.launch.processes < 1 or params.launch.machines < 1:
+        raise LancyError("params keys `launch.processes` and `launch.machines` must be >= 1")
+    if not 0 <= params.launch.machine_rank < params.launch.machines:
+        raise LancyError("params key `launch.machine_rank` must be between 0 and `launch.machines` - 1")
     if params.grpo.num_generations < 2:
         raise LancyError("params key `grpo.num_generations` must be >= 2 (GRPO compares completions within a group)")
     if params.grpo.batch_size % params.grpo.num_generations:

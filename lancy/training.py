@@ -39,6 +39,7 @@ def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
         data_seed=seed,
         bf16=str(dtype) == "torch.bfloat16",
         use_cpu=device == "cpu",
+        ddp_find_unused_parameters=False,
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -101,6 +102,9 @@ class FactsCallback(TrainerCallback):
 
 
 def callbacks(stage: str, facts: dict) -> list:
+    """Loss curves and step-0 facts, written by the main process only."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return []
     from dvclive import Live
     from torch.utils.tensorboard import SummaryWriter
 
@@ -123,20 +127,23 @@ def fingerprint(params: dict, inputs: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def resume_checkpoint(checkpoint_dir: Path, run_id: str) -> str | None:
+def resume_checkpoint(trainer, checkpoint_dir: Path, run_id: str) -> str | None:
     """The last checkpoint of an interrupted run with the same inputs, else None (stale ones are removed)."""
     marker = checkpoint_dir / "run_id"
-    if marker.exists() and marker.read_text() == run_id:
-        return get_last_checkpoint(str(checkpoint_dir))
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    checkpoint_dir.mkdir(parents=True)
-    marker.write_text(run_id)
-    return None
+    resumable = marker.exists() and marker.read_text() == run_id
+    checkpoint = get_last_checkpoint(str(checkpoint_dir)) if resumable else None
+    trainer.accelerator.wait_for_everyone()  # every process has decided before the main one cleans up
+    if not resumable and trainer.is_world_process_zero():
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        checkpoint_dir.mkdir(parents=True)
+        marker.write_text(run_id)
+    trainer.accelerator.wait_for_everyone()
+    return checkpoint
 
 
 def train(trainer, checkpoint_dir: Path, run_id: str) -> int:
     """Train, resuming from the checkpoint of an interrupted run when there is one; return the step resumed from."""
-    checkpoint = resume_checkpoint(checkpoint_dir, run_id)
+    checkpoint = resume_checkpoint(trainer, checkpoint_dir, run_id)
     if checkpoint:
         print(f"resuming from {checkpoint}")
     trainer.train(resume_from_checkpoint=checkpoint)
@@ -154,5 +161,4 @@ def finish(trainer, tokenizer, out_dir: Path, checkpoint_dir: Path, summary: dic
                 callback.live.summary.update(summary)
                 callback.live.end()
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    if os.environ.get("WORLD_SIZE"):
-        trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.wait_for_everyone()

@@ -151,7 +151,9 @@ def test_stage_params_equal_script_params(name, dvc):
     module = importlib.import_module(f"stages.{name}")
     declared = _stage_params(dvc["stages"][name])
     assert len(declared) == len(set(declared)), f"{name}: a param listed twice"
-    assert set(declared) == set(module.PARAMS)
+    launched = "lancy.launch" in _body(dvc["stages"][name])["cmd"]
+    launcher = importlib.import_module("lancy.launch").PARAMS if launched else ()
+    assert set(declared) == set(module.PARAMS) | set(launcher)
 
 
 @pytest.mark.parametrize("name", STAGES)
@@ -210,7 +212,8 @@ def test_code_deps_exist(name, dvc, repo_root):
 
 @pytest.mark.parametrize("name", STAGES)
 def test_stage_command_runs_its_script(name, dvc):
-    assert _body(dvc["stages"][name])["cmd"].startswith(f"python -m stages.{name}")
+    cmd = _body(dvc["stages"][name])["cmd"]
+    assert cmd.startswith((f"python -m stages.{name}", f"python -m lancy.launch stages.{name}"))
 
 
 @pytest.mark.parametrize("name", ["mix", "tokenize"])

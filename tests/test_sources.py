@@ -163,4 +163,4 @@ def test_real_samples_through_download_mix_and_tokenize(tmp_path):
     assert all(r["answer"] == final_number(r["completion"]) for r in evaluation)
     tokenize = json.loads((tmp_path / "metrics/tokenize.json").read_text())
     assert tokenize["vocab_size"] == 2048 and tokenize["sft"]["examples"] == 300
-    assert tokenize["sft"]["packing_efficiency"] > 0.9 and tokenize["pretrain"]["blocks"] > 100
+    assert tokenize["sft"]["packing_efficiency"] > 0.9 and tokenize["pretrain"]["rows"] > 100

@@ -94,3 +94,21 @@ def test_step_zero_facts_in_tensorboard_and_metrics(workspace: Path):
     summary = json.loads((workspace / "metrics/pretrain/metrics.json").read_text())
     assert summary["attention"] == "sdpa" and summary["device"] == "cpu" and summary["dtype"] == "float32"
     assert summary["total_params"] == params[0].value
+
+
+def test_sft_on_two_cpu_processes(workspace: Path):
+    """`launch.processes: 2` runs sft under torchrun: two processes over gloo, one DVCLive log, one model."""
+    if not (workspace / "models/pretrain").exists():
+        _stage(workspace, "stages.pretrain")
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["launch"]["processes"] = 2
+    params["launch"]["main_port"] = 29517
+    params["sft"].update(max_steps=3, batch_size=2, logging_steps=1)
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params))
+    output = _stage(workspace, "lancy.launch", "stages.sft")
+    assert "torchrun --nproc_per_node 2" in output
+    summary = json.loads((workspace / "metrics/sft/metrics.json").read_text())
+    assert summary["processes"] == 2 and summary["effective_batch_size"] == 4 and summary["step"] == 3
+    assert (workspace / "models/sft/model.safetensors").exists()
+    rows = (workspace / "metrics/sft/plots/metrics/loss.tsv").read_text().split("\n")[1:]
+    assert [row.split("\t")[0] for row in rows if row] == ["1", "2", "3"]  # logged once, by the main process
