@@ -5,6 +5,8 @@ DialoGPT, Qwen2/2.5/3, Llama 3.2, and mixture-of-experts ones such as Mixtral, Q
 Encoder-only models (BERT, RoBERTa, DeBERTa) cannot generate and are refused; encoder-decoder models (T5,
 BART, Switch Transformers) are refused too, as their sequence-to-sequence training is not implemented yet.
 """
+from pathlib import Path
+
 from lancy.errors import LancyError
 from lancy.tokenization import model_not_found
 
@@ -97,18 +99,52 @@ def memory_estimate(total_params: int) -> dict[str, float]:
             for name, size in (("fp32", 4), ("bf16", 2), ("int8", 1), ("int4", 0.5))}
 
 
-def load_model(name: str, attention: str = "auto"):
-    """A causal LM from a local folder or a Hub id, with fp32 weights (training autocasts to bf16 on CUDA)."""
+def load_model(name: str, attention: str = "auto", quantize: str = "none"):
+    """A causal LM from a local folder or a Hub id, with fp32 weights (training autocasts to bf16 on CUDA).
+
+    `quantize` (4bit, 8bit) loads the weights through bitsandbytes, for QLoRA. A folder holding LoRA
+    adapters alone (saved with `lora.merge: false`) is loaded on its base model and merged.
+    """
     from transformers import AutoModelForCausalLM
 
+    if (Path(name) / "adapter_config.json").exists():
+        return _load_adapters(name, attention)
     config = load_config(name)
     if any(getattr(config, k, None) for k in EXPERT_COUNT_KEYS):
         config.output_router_logits = True  # MoE: the router's load-balancing loss joins the LM loss in training
     try:
-        return AutoModelForCausalLM.from_pretrained(name, config=config, dtype="float32",
-                                                    attn_implementation=attention_implementation(attention))
+        model = AutoModelForCausalLM.from_pretrained(name, config=config, dtype="float32",
+                                                     attn_implementation=attention_implementation(attention),
+                                                     quantization_config=_quantization(quantize))
     except (OSError, ValueError) as error:
         raise LancyError(model_not_found(name, error)) from None
+    if quantize != "none":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return model
+
+
+def _quantization(quantize: str):
+    if quantize == "none":
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = torch.bfloat16 if device_and_dtype()[1] == torch.bfloat16 else torch.float32
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute)
+
+
+def _load_adapters(folder: str, attention: str):
+    """Adapters saved alone: their base model (named in adapter_config.json) with the adapters merged in."""
+    import json
+
+    from peft import PeftModel
+
+    base = json.loads((Path(folder) / "adapter_config.json").read_text())["base_model_name_or_path"]
+    return PeftModel.from_pretrained(load_model(base, attention), folder).merge_and_unload()
 
 
 def load_config(name: str):

@@ -63,6 +63,8 @@ class Lora:
     alpha: int = 32
     dropout: float = 0.05
     target_modules: str = "all-linear"
+    quantize: str = "none"  # QLoRA: 4bit (nf4) or 8bit base weights through bitsandbytes
+    merge: bool = True  # merge the adapters into the saved model; false saves the adapters alone
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class Sft(Train):
 
 @dataclass(frozen=True)
 class Grpo(Train):
+    lora: Lora = field(default_factory=Lora)
     max_steps: int = 30
     num_generations: int = 4  # group size
     beta: float = 0.0  # KL coefficient
@@ -271,6 +274,9 @@ def validate(params: Params) -> None:
     reward_model = params.grpo.reward_model
     if reward_model and not (Path(reward_model) / "config.json").exists():
         raise LancyError(f"params key `grpo.reward_model`: `{reward_model}` is not a model folder (no config.json)")
+    for section in ("sft", "grpo"):
+        if getattr(params, section).lora.quantize not in ("none", "4bit", "8bit"):
+            raise LancyError(f"params key `{section}.lora.quantize` must be none, 4bit or 8bit")
     if params.launch.processes < 1 or params.launch.machines < 1:
         raise LancyError("params keys `launch.processes` and `launch.machines` must be >= 1")
     if not 0 <= params.launch.machine_rank < params.launch.machines:

@@ -46,6 +46,24 @@ def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
     )
 
 
+def _save_model(model, folder: Path, lora, base: str | None) -> None:
+    if lora is None or not lora.enabled:
+        model.save_pretrained(folder)
+    elif not lora.merge:
+        model.save_pretrained(folder)  # adapter_config.json names the base model folder
+    elif lora.quantize == "none":
+        model.merge_and_unload().save_pretrained(folder)
+    else:  # merging into 4-/8-bit weights would round them: merge into the full-precision base instead
+        from peft import PeftModel
+
+        from lancy.models import load_model
+
+        model.save_pretrained(folder / "adapters")
+        merged = PeftModel.from_pretrained(load_model(base), folder / "adapters").merge_and_unload()
+        shutil.rmtree(folder / "adapters")
+        merged.save_pretrained(folder)
+
+
 def run_facts(model, section, tokens_per_row: int, **extra) -> dict:
     """What a run is: parameters, device, precision, the attention actually used, batch and token budget."""
     device, dtype = device_and_dtype()
@@ -150,11 +168,16 @@ def train(trainer, checkpoint_dir: Path, run_id: str) -> int:
     return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
 
 
-def finish(trainer, tokenizer, out_dir: Path, checkpoint_dir: Path, summary: dict) -> None:
-    """Save the model and tokenizer atomically, close the logs with the stage's facts, drop checkpoints."""
+def finish(trainer, tokenizer, out_dir: Path, checkpoint_dir: Path, summary: dict, lora=None,
+           base: str | None = None) -> None:
+    """Save the model and tokenizer atomically, close the logs with the stage's facts, drop checkpoints.
+
+    With LoRA (`lora.enabled`), the adapters are merged into the saved model, or saved alone when
+    `lora.merge` is false; adapters trained on quantized weights are merged into the full-precision `base`.
+    """
     if trainer.is_world_process_zero():
         with atomic_dir(out_dir) as tmp:
-            trainer.model.save_pretrained(tmp)
+            _save_model(trainer.model, tmp, lora, base)
             tokenizer.save_pretrained(tmp)
         for callback in trainer.callback_handler.callbacks:
             if isinstance(callback, StepDVCLiveCallback):

@@ -10,7 +10,7 @@ from trl import GRPOConfig, GRPOTrainer
 from lancy import params as P
 from lancy.errors import run_stage
 from lancy.files import read_jsonl, require
-from lancy.models import load_model
+from lancy.models import apply_lora, load_model
 from lancy.rewards import format_reward, task_reward, task_reward_executing_code
 from lancy.tokenization import load_tokenizer
 from lancy.training import callbacks, fingerprint, finish, run_facts, train, training_arguments
@@ -26,7 +26,7 @@ def main() -> None:
     require(BASE, DATA)
     tokenizer = load_tokenizer(str(BASE))
     tokenizer.padding_side = "left"
-    model = load_model(str(BASE), p.model.attention)
+    model = apply_lora(load_model(str(BASE), p.model.attention, g.lora.quantize), g.lora)
     prompts = Dataset.from_list(read_jsonl(DATA))
     facts = run_facts(model, g, g.max_completion_length, prompts=len(prompts), group_size=g.num_generations)
     rewards = [(task_reward_executing_code if g.code_execution else task_reward, 1.0)]
@@ -42,7 +42,7 @@ def main() -> None:
     trainer = GRPOTrainer(model=model, reward_funcs=[reward for reward, _ in rewards], args=config,
                           train_dataset=prompts, processing_class=tokenizer, callbacks=callbacks("grpo", facts))
     resumed_from = train(trainer, CHECKPOINTS, fingerprint(P.to_dict(p), [BASE, DATA]))
-    finish(trainer, tokenizer, OUT, CHECKPOINTS, {**facts, "resumed_from_step": resumed_from})
+    finish(trainer, tokenizer, OUT, CHECKPOINTS, {**facts, "resumed_from_step": resumed_from}, g.lora, str(BASE))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """sft: supervised fine-tuning of models/pretrain on the packed SFT rows, loss on completions only.
 
-Writes models/sft/ (LoRA adapters merged in), metrics/sft/ (DVCLive) and logs/sft/ (TensorBoard).
+Writes models/sft/ (LoRA adapters merged in, or alone), metrics/sft/ (DVCLive) and logs/sft/ (TensorBoard).
 """
 from pathlib import Path
 
@@ -24,16 +24,14 @@ def main() -> None:
     p = P.load(PARAMS)
     require(BASE, DATA)
     tokenizer = load_tokenizer(str(BASE))
-    model = apply_lora(load_model(str(BASE), p.model.attention), p.sft.lora)
+    model = apply_lora(load_model(str(BASE), p.model.attention, p.sft.lora.quantize), p.sft.lora)
     train_set = Dataset.from_parquet(str(DATA))
     facts = run_facts(model, p.sft, p.tokenize.max_length, train_rows=len(train_set))
     args = TrainingArguments(**training_arguments(p.sft, CHECKPOINTS, p.seed), remove_unused_columns=False)
     trainer = Trainer(model=model, args=args, train_dataset=train_set,
                       data_collator=PackedCollator(tokenizer.pad_token_id), callbacks=callbacks("sft", facts))
     resumed_from = train(trainer, CHECKPOINTS, fingerprint(P.to_dict(p), [BASE, DATA]))
-    if p.sft.lora.enabled:
-        trainer.model = trainer.model.merge_and_unload()
-    finish(trainer, tokenizer, OUT, CHECKPOINTS, {**facts, "resumed_from_step": resumed_from})
+    finish(trainer, tokenizer, OUT, CHECKPOINTS, {**facts, "resumed_from_step": resumed_from}, p.sft.lora, str(BASE))
 
 
 if __name__ == "__main__":

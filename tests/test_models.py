@@ -200,8 +200,39 @@ def test_lora_sft_reports_its_trainable_share_and_saves_a_merged_model(workspace
     assert not any("lora" in name for name, _ in merged.named_parameters())
 
 
+@pytest.mark.parametrize("quantize", ["4bit", "8bit"])
+def test_qlora_sft_on_cpu_merges_into_the_full_precision_base(workspace, monkeypatch, quantize):
+    import stages.sft
+
+    monkeypatch.chdir(workspace)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["sft"]["lora"].update(enabled=True, r=4, alpha=8, quantize=quantize, merge=True)
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stages.sft.main()
+    summary = json.loads(Path("metrics/sft/metrics.json").read_text())
+    assert summary["step"] == 2 and 0 < summary["trainable_share"] < 0.5
+    merged = load_model("models/sft")
+    assert all(p.dtype.is_floating_point and p.element_size() == 4 for p in merged.parameters())  # fp32 again
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+
+
+def test_adapters_kept_alone_are_merged_on_load(workspace, monkeypatch):
+    import stages.sft
+
+    monkeypatch.chdir(workspace)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["sft"]["lora"].update(enabled=True, r=4, alpha=8, quantize="none", merge=False)
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stages.sft.main()
+    config = json.loads(Path("models/sft/adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "models/pretrain"
+    assert not Path("models/sft/model.safetensors").exists()  # the adapters alone
+    model = load_model("models/sft")  # later stages: the base with the adapters merged in
+    assert not any("lora" in name for name, _ in model.named_parameters())
+
+
 def test_grpo_with_format_reward_and_a_local_reward_model(workspace, tmp_path, monkeypatch):
-    """One GRPO step from the SFT model above, rewarded by the task, the format and a tiny reward model."""
+    """One GRPO step with LoRA from the SFT adapters above, rewarded by the task, the format and a reward model."""
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
     import stages.grpo
@@ -216,9 +247,10 @@ def test_grpo_with_format_reward_and_a_local_reward_model(workspace, tmp_path, m
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["grpo"].update(max_steps=1, batch_size=4, num_generations=2, logging_steps=1, max_completion_length=4,
                           format_weight=0.5, reward_model=str(tmp_path / "reward"))
+    params["grpo"]["lora"].update(enabled=True, r=4, alpha=8)  # LoRA on top of the SFT adapters saved alone
     Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stages.grpo.main()
     summary = json.loads(Path("metrics/grpo/metrics.json").read_text())
-    assert summary["step"] == 1
+    assert summary["step"] == 1 and 0 < summary["trainable_share"] < 0.5
     assert {"task_reward", "format_reward", "reward"} <= set(summary["rewards"])
     assert any(key.startswith("reward") and key != "rewards" for key in summary)
