@@ -10,19 +10,29 @@ import math
 import torch
 
 from lancy.answers import math_correct, parse_label, syntax_valid, token_f1
+from lancy.packing import sft_example
 
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
-    """Greedy completions of prompts, batched with left padding."""
+    """Greedy completions of prompts, batched with left padding.
+
+    A prompt longer than the model's context (less the new tokens) loses its middle, as in training.
+    """
     tokenizer.padding_side = "left"
+    context = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    # a decoder's context holds the prompt and the new tokens; an encoder's holds the prompt alone
+    limit = context and (context if model.config.is_encoder_decoder else context - max_new_tokens)
+    encoded = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    encoded = [sft_example(ids, [], limit)[0]["input_ids"] if limit and len(ids) > limit else ids for ids in encoded]
     outputs = []
-    for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(model.device)
+    for start in range(0, len(encoded), batch_size):
+        batch = tokenizer.pad({"input_ids": encoded[start : start + batch_size]}, return_tensors="pt").to(model.device)
         generated = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-        outputs += tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        if not model.config.is_encoder_decoder:  # a decoder's output starts with its prompt
+            generated = generated[:, batch["input_ids"].shape[1]:]
+        outputs += tokenizer.batch_decode(generated, skip_special_tokens=True)
     return outputs
 
 
@@ -57,6 +67,8 @@ def evaluate_tasks(model, tokenizer, task: str, records: list[dict], max_new_tok
 @torch.no_grad()
 def perplexity(model, tokenizer, texts: list[str], batch_size: int) -> dict:
     """Perplexity of texts joined with EOS, over full windows of the model's context (at most 1024 tokens)."""
+    if model.config.is_encoder_decoder:  # its loss needs a source and a target: no plain-text perplexity
+        return {"perplexity": None, "tokens": 0}
     window = min(getattr(model.config, "max_position_embeddings", 1024), 1024)
     ids = [t for ids in tokenizer(texts, add_special_tokens=False)["input_ids"] for t in [*ids, tokenizer.eos_token_id]]
     if len(ids) < 2:

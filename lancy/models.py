@@ -1,9 +1,9 @@
 """Models: a small Llama built from params, or a pretrained model loaded from the Hub or a folder.
 
 lancy classifies by generating the label, so it trains models that generate: decoder-only families (GPT-2,
-DialoGPT, Qwen2/2.5/3, Llama 3.2, and mixture-of-experts ones such as Mixtral, Qwen3-MoE, DeepSeek-MoE).
-Encoder-only models (BERT, RoBERTa, DeBERTa) cannot generate and are refused; encoder-decoder models (T5,
-BART, Switch Transformers) are refused too, as their sequence-to-sequence training is not implemented yet.
+DialoGPT, Qwen2/2.5/3, Llama 3.2, and mixture-of-experts ones such as Mixtral, Qwen3-MoE, DeepSeek-MoE) in
+every stage, encoder-decoder ones (T5, BART, Switch Transformers) in sft and evaluate. Encoder-only models
+(BERT, RoBERTa, DeBERTa) cannot generate and are refused.
 """
 from pathlib import Path
 
@@ -63,18 +63,24 @@ def build_scratch_model(model_params, tokenizer, max_length: int, attention: str
     return LlamaForCausalLM(config)
 
 
-def check_architecture(config, name: str) -> None:
-    """Refuse, with one line saying why, a model lancy cannot train to generate labels."""
+def check_architecture(config, name: str, stage: str | None = None) -> None:
+    """Refuse, with one line saying why, a model lancy cannot train to generate labels (in this stage)."""
     if config.model_type in ENCODER_ONLY:
         raise LancyError(
             f"`{name}` is an encoder-only model ({config.model_type}): it cannot generate text, and lancy classifies "
-            f"by generating the label; use a decoder-only model (GPT-2, Qwen, Llama) in `model.name`"
+            f"by generating the label; use a decoder-only (GPT-2, Qwen, Llama) or encoder-decoder (T5, BART) model"
         )
-    if getattr(config, "is_encoder_decoder", False):
+    if is_seq2seq(config) and stage in ("pretrain", "grpo"):
+        hint = "set `pretrain.max_steps: 0` to hand it to sft unchanged" if stage == "pretrain" else (
+            "stop after sft: `dvc repro evaluate@sft`")
         raise LancyError(
-            f"`{name}` is an encoder-decoder model ({config.model_type}); lancy's stages train decoder-only models "
-            f"(GPT-2, Qwen, Llama, Mixtral) so far: use one of those in `model.name`"
+            f"`{name}` is an encoder-decoder model ({config.model_type}): the {stage} stage trains decoder-only "
+            f"(causal) models; {hint}"
         )
+
+
+def is_seq2seq(config) -> bool:
+    return bool(getattr(config, "is_encoder_decoder", False))
 
 
 def moe_facts(model) -> dict:
@@ -99,21 +105,22 @@ def memory_estimate(total_params: int) -> dict[str, float]:
             for name, size in (("fp32", 4), ("bf16", 2), ("int8", 1), ("int4", 0.5))}
 
 
-def load_model(name: str, attention: str = "auto", quantize: str = "none"):
+def load_model(name: str, attention: str = "auto", quantize: str = "none", stage: str | None = None):
     """A causal LM from a local folder or a Hub id, with fp32 weights (training autocasts to bf16 on CUDA).
 
     `quantize` (4bit, 8bit) loads the weights through bitsandbytes, for QLoRA. A folder holding LoRA
     adapters alone (saved with `lora.merge: false`) is loaded on its base model and merged.
     """
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     if (Path(name) / "adapter_config.json").exists():
         return _load_adapters(name, attention)
-    config = load_config(name)
+    config = load_config(name, stage)
+    auto = AutoModelForSeq2SeqLM if is_seq2seq(config) else AutoModelForCausalLM
     if any(getattr(config, k, None) for k in EXPERT_COUNT_KEYS):
         config.output_router_logits = True  # MoE: the router's load-balancing loss joins the LM loss in training
     try:
-        model = AutoModelForCausalLM.from_pretrained(name, config=config, dtype="float32",
+        model = auto.from_pretrained(name, config=config, dtype="float32",
                                                      attn_implementation=attention_implementation(attention),
                                                      quantization_config=_quantization(quantize))
     except (OSError, ValueError) as error:
@@ -147,15 +154,15 @@ def _load_adapters(folder: str, attention: str):
     return PeftModel.from_pretrained(load_model(base, attention), folder).merge_and_unload()
 
 
-def load_config(name: str):
-    """The config of a Hub id or local folder, checked to be a model lancy can train."""
+def load_config(name: str, stage: str | None = None):
+    """The config of a Hub id or local folder, checked to be a model lancy can train (in this stage)."""
     from transformers import AutoConfig
 
     try:
         config = AutoConfig.from_pretrained(name)
     except (OSError, ValueError) as error:
         raise LancyError(model_not_found(name, error)) from None
-    check_architecture(config, name)
+    check_architecture(config, name, stage)
     return config
 
 

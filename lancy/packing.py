@@ -61,6 +61,19 @@ def encode_sft(tokenizer, records: list[dict], max_length: int) -> tuple[list[di
     return examples, truncated
 
 
+def seq2seq_examples(tokenizer, records: list[dict], max_length: int) -> tuple[list[dict], int]:
+    """Encoder-decoder SFT examples: the prompt as the encoder input, the completion + EOS as the labels."""
+    encode = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
+    examples, truncated = [], 0
+    for prompt_ids, completion_ids in zip(encode([r["prompt"] for r in records]),
+                                          encode([r["completion"].strip() for r in records]), strict=True):
+        fitted, cut = sft_example(prompt_ids, [], max_length)
+        labels = (completion_ids + [tokenizer.eos_token_id])[:max_length]
+        examples.append({"input_ids": fitted["input_ids"], "labels": labels})
+        truncated += cut or len(completion_ids) + 1 > max_length
+    return examples, truncated
+
+
 def pack_sft(examples: list[dict], max_length: int):
     """Best-fit-decreasing packing into bins of max_length; adds position_ids restarting per example."""
     from datasets import Dataset

@@ -72,6 +72,7 @@ class Train:
     """What every training stage shares (the sections below add their own keys and defaults)."""
 
     max_steps: int = 200
+    epochs: float = 0.0  # > 0: train for this many passes over the data instead of max_steps
     batch_size: int = 16  # per device (GRPO: completions per device)
     gradient_accumulation_steps: int = 1
     learning_rate: float = 1e-3
@@ -85,6 +86,7 @@ class Train:
 
 @dataclass(frozen=True)
 class Pretrain(Train):
+    # max_steps 0: no pretraining, the model (scratch or model.name) goes to sft as it is
     learning_rate: float = 3e-3
     weight_decay: float = 0.01
     eval_steps: int = 0  # 0: every quarter of max_steps
@@ -259,8 +261,14 @@ def validate(params: Params) -> None:
             )
     for section in ("pretrain", "sft", "grpo"):
         for key in ("max_steps", "batch_size", "gradient_accumulation_steps"):
-            if getattr(getattr(params, section), key) <= 0:
+            if getattr(getattr(params, section), key) <= 0 and key != "max_steps":
                 raise LancyError(f"params key `{section}.{key}` must be > 0")
+    if params.pretrain.max_steps < 0:
+        raise LancyError("params key `pretrain.max_steps` must be >= 0 (0: no pretraining)")
+    for section in ("sft", "grpo"):
+        if getattr(params, section).max_steps <= 0 and getattr(params, section).epochs <= 0:
+            raise LancyError(f"params key `{section}.max_steps` must be > 0 (or set `{section}.epochs`)")
+    for section in ("pretrain", "sft", "grpo"):
         if getattr(params, section).lr_scheduler not in SCHEDULERS:
             raise LancyError(f"params key `{section}.lr_scheduler` is {getattr(params, section).lr_scheduler!r}; "
                              f"use one of: {', '.join(SCHEDULERS)}")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 from transformers.integrations import DVCLiveCallback, TensorBoardCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from lancy.files import atomic_dir
 from lancy.models import device_and_dtype, memory_estimate, moe_facts, parameter_counts
@@ -25,7 +24,8 @@ def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
     quarter = max(1, section.max_steps // 4)
     return dict(
         output_dir=str(checkpoint_dir),
-        max_steps=section.max_steps,
+        max_steps=-1 if section.epochs > 0 else section.max_steps,  # -1: num_train_epochs decides
+        num_train_epochs=section.epochs or 1,
         per_device_train_batch_size=section.batch_size,
         gradient_accumulation_steps=section.gradient_accumulation_steps,
         learning_rate=section.learning_rate,
@@ -33,6 +33,7 @@ def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
         warmup_steps=section.warmup_ratio,  # a float < 1 is a fraction of max_steps
         lr_scheduler_type=section.lr_scheduler,
         logging_steps=section.logging_steps or quarter,
+        save_strategy="epoch" if section.epochs > 0 and not section.save_steps else "steps",
         save_steps=section.save_steps or quarter,
         save_total_limit=section.save_total_limit,
         seed=seed,
@@ -64,6 +65,12 @@ def _save_model(model, folder: Path, lora, base: str | None) -> None:
         merged.save_pretrained(folder)
 
 
+def data_shares(tokens_by_source: dict[str, int]) -> dict[str, float]:
+    """The data mixture a stage trains on: each source's share of the tokens (or rows)."""
+    total = sum(tokens_by_source.values()) or 1
+    return {name: round(count / total, 4) for name, count in tokens_by_source.items()}
+
+
 def run_facts(model, section, tokens_per_row: int, **extra) -> dict:
     """What a run is: parameters, device, precision, the attention actually used, batch and token budget."""
     device, dtype = device_and_dtype()
@@ -79,7 +86,8 @@ def run_facts(model, section, tokens_per_row: int, **extra) -> dict:
         "attention": model.config._attn_implementation,
         "processes": processes,
         "effective_batch_size": effective_batch,
-        "token_budget": section.max_steps * effective_batch * tokens_per_row,
+        "token_budget": None if section.epochs > 0 else section.max_steps * effective_batch * tokens_per_row,
+        "epochs": section.epochs or None,
         **extra,
     }
 
@@ -110,13 +118,35 @@ class FactsCallback(TrainerCallback):
         self.writer, self.facts = writer, facts
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
-            return
-        for key, value in self.facts.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.writer.add_scalar(f"facts/{key}", value, 0)
-        self.writer.add_text("facts", "\n".join(f"- {k}: {v}" for k, v in self.facts.items()), 0)
-        self.writer.flush()
+        if state.is_world_process_zero:
+            write_facts(self.writer, self.facts)
+
+
+def write_facts(writer, facts: dict) -> None:
+    for key, value in facts.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            writer.add_scalar(f"facts/{key}", value, 0)
+        if isinstance(value, dict):  # the data mixture: one scalar per source
+            for name, share in value.items():
+                writer.add_scalar(f"facts/{key}/{name}", share, 0)
+    writer.add_text("facts", "\n".join(f"- {k}: {v}" for k, v in facts.items()), 0)
+    writer.flush()
+
+
+def keep_untrained(model, tokenizer, out_dir: Path, stage: str, facts: dict) -> None:
+    """max_steps 0: the model is saved as it is, with the run's facts in the stage's metrics and TensorBoard."""
+    from dvclive import Live
+    from torch.utils.tensorboard import SummaryWriter
+
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    live = Live(f"metrics/{stage}", dvcyaml=False, save_dvc_exp=False, report=None)
+    live.summary.update(facts)
+    live.end()
+    writer = SummaryWriter(log_dir=f"logs/{stage}")
+    write_facts(writer, facts)
+    writer.close()
 
 
 def callbacks(stage: str, facts: dict) -> list:
@@ -149,7 +179,7 @@ def resume_checkpoint(trainer, checkpoint_dir: Path, run_id: str) -> str | None:
     """The last checkpoint of an interrupted run with the same inputs, else None (stale ones are removed)."""
     marker = checkpoint_dir / "run_id"
     resumable = marker.exists() and marker.read_text() == run_id
-    checkpoint = get_last_checkpoint(str(checkpoint_dir)) if resumable else None
+    checkpoint = last_complete_checkpoint(checkpoint_dir) if resumable else None
     trainer.accelerator.wait_for_everyone()  # every process has decided before the main one cleans up
     if not resumable and trainer.is_world_process_zero():
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
@@ -157,6 +187,13 @@ def resume_checkpoint(trainer, checkpoint_dir: Path, run_id: str) -> str | None:
         marker.write_text(run_id)
     trainer.accelerator.wait_for_everyone()
     return checkpoint
+
+
+def last_complete_checkpoint(checkpoint_dir: Path) -> str | None:
+    """The newest checkpoint that was completely written (the Trainer writes trainer_state.json last): a run
+    killed while saving leaves a partial one behind."""
+    complete = [p for p in checkpoint_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    return str(max(complete, key=lambda p: int(p.name.split("-")[1]))) if complete else None
 
 
 def train(trainer, checkpoint_dir: Path, run_id: str) -> int:

@@ -13,7 +13,7 @@ from lancy.files import read_jsonl, require
 from lancy.models import apply_lora, load_model
 from lancy.rewards import format_reward, task_reward, task_reward_executing_code
 from lancy.tokenization import load_tokenizer
-from lancy.training import callbacks, fingerprint, finish, run_facts, train, training_arguments
+from lancy.training import callbacks, data_shares, fingerprint, finish, run_facts, train, training_arguments
 
 PARAMS = ("seed", "model.attention", "grpo")
 BASE, DATA = Path("models/sft"), Path("data/tokenized/rl.jsonl")
@@ -26,9 +26,11 @@ def main() -> None:
     require(BASE, DATA)
     tokenizer = load_tokenizer(str(BASE))
     tokenizer.padding_side = "left"
-    model = apply_lora(load_model(str(BASE), p.model.attention, g.lora.quantize), g.lora)
+    model = apply_lora(load_model(str(BASE), p.model.attention, g.lora.quantize, stage="grpo"), g.lora)
     prompts = Dataset.from_list(read_jsonl(DATA))
-    facts = run_facts(model, g, g.max_completion_length, prompts=len(prompts), group_size=g.num_generations)
+    rows_by_source = {name: prompts["source"].count(name) for name in sorted(set(prompts["source"]))}
+    facts = run_facts(model, g, g.max_completion_length, prompts=len(prompts), group_size=g.num_generations,
+                      data=data_shares(rows_by_source))
     rewards = [(task_reward_executing_code if g.code_execution else task_reward, 1.0)]
     if g.format_weight:
         rewards.append((format_reward, g.format_weight))

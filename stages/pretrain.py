@@ -1,7 +1,10 @@
 """pretrain: a causal LM on the pretraining blocks, from scratch (model.name: scratch) or continued.
 
+`pretrain.max_steps: 0` skips pretraining: the model goes to sft as it is (the way for encoder-decoder models).
+
 Writes models/pretrain/ (model + tokenizer), metrics/pretrain/ (DVCLive) and logs/pretrain/ (TensorBoard).
 """
+import json
 import math
 from pathlib import Path
 
@@ -14,7 +17,16 @@ from lancy.files import require
 from lancy.models import build_scratch_model, load_model
 from lancy.packing import PackedCollator
 from lancy.tokenization import load_tokenizer
-from lancy.training import callbacks, fingerprint, finish, run_facts, train, training_arguments
+from lancy.training import (
+    callbacks,
+    data_shares,
+    fingerprint,
+    finish,
+    keep_untrained,
+    run_facts,
+    train,
+    training_arguments,
+)
 
 PARAMS = (
     "seed", "model.name", "model.attention", "model.hidden_size", "model.num_layers", "model.num_heads",
@@ -25,23 +37,32 @@ DATA, OUT, CHECKPOINTS = Path("data/tokenized"), Path("models/pretrain"), Path("
 
 def main() -> None:
     p = P.load(PARAMS)
-    require(DATA / "tokenizer", DATA / "pretrain.parquet", DATA / "pretrain_eval.parquet")
+    pretraining = bool(p.pretrain.max_steps or p.pretrain.epochs)
+    inputs = ("tokenizer", "pretrain.parquet", "pretrain_eval.parquet", "pretrain_sources.json")
+    require(*(DATA / name for name in inputs))
     tokenizer = load_tokenizer(str(DATA / "tokenizer"))
     if p.model.name == "scratch":
         model = build_scratch_model(p.model, tokenizer, p.tokenize.max_length, p.model.attention)
-    else:
-        model = load_model(p.model.name, p.model.attention)
+    else:  # with max_steps 0, an encoder-decoder model passes through to sft
+        model = load_model(p.model.name, p.model.attention, stage="pretrain" if pretraining else None)
     train_set = Dataset.from_parquet(str(DATA / "pretrain.parquet"))
     eval_set = Dataset.from_parquet(str(DATA / "pretrain_eval.parquet"))
 
-    facts = run_facts(model, p.pretrain, p.tokenize.max_length, train_blocks=len(train_set))
+    mixture = data_shares(json.loads((DATA / "pretrain_sources.json").read_text()))
+    facts = run_facts(model, p.pretrain, p.tokenize.max_length, train_rows=len(train_set), data=mixture)
+    if not pretraining:
+        keep_untrained(model, tokenizer, OUT, "pretrain", facts)
+        return
     eval_steps = p.pretrain.eval_steps or max(1, p.pretrain.max_steps // 4)
     arguments = training_arguments(p.pretrain, CHECKPOINTS, p.seed)
-    arguments.update(eval_strategy="steps", eval_steps=eval_steps, per_device_eval_batch_size=p.pretrain.batch_size,
-                     logging_steps=p.pretrain.logging_steps or eval_steps,
-                     load_best_model_at_end=p.pretrain.load_best_model_at_end, metric_for_best_model="eval_loss")
-    if p.pretrain.load_best_model_at_end:
-        arguments["save_steps"] = eval_steps  # the best checkpoint is chosen among the evaluated ones
+    by_epoch = p.pretrain.epochs > 0 and not p.pretrain.eval_steps
+    arguments.update(
+        eval_strategy="epoch" if by_epoch else "steps", eval_steps=eval_steps,
+        per_device_eval_batch_size=p.pretrain.batch_size, logging_steps=p.pretrain.logging_steps or eval_steps,
+        load_best_model_at_end=p.pretrain.load_best_model_at_end, metric_for_best_model="eval_loss",
+    )
+    if p.pretrain.load_best_model_at_end:  # the best checkpoint is chosen among the evaluated ones
+        arguments.update(save_strategy=arguments["eval_strategy"], save_steps=eval_steps)
     args = TrainingArguments(**arguments)
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                       data_collator=PackedCollator(tokenizer.pad_token_id), callbacks=callbacks("pretrain", facts))

@@ -2,34 +2,41 @@
 
 Writes models/sft/ (LoRA adapters merged in, or alone), metrics/sft/ (DVCLive) and logs/sft/ (TensorBoard).
 """
+import json
 from pathlib import Path
 
 from datasets import Dataset
-from transformers import Trainer, TrainingArguments
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
 from lancy import params as P
 from lancy.errors import run_stage
 from lancy.files import require
-from lancy.models import apply_lora, load_model
+from lancy.models import apply_lora, is_seq2seq, load_model
 from lancy.packing import PackedCollator
 from lancy.tokenization import load_tokenizer
-from lancy.training import callbacks, fingerprint, finish, run_facts, train, training_arguments
+from lancy.training import callbacks, data_shares, fingerprint, finish, run_facts, train, training_arguments
 
 PARAMS = ("seed", "model.attention", "tokenize.max_length", "sft")
 BASE, DATA = Path("models/pretrain"), Path("data/tokenized/sft.parquet")
+SOURCES = Path("data/tokenized/sft_sources.json")
 OUT, CHECKPOINTS = Path("models/sft"), Path("checkpoints/sft")
 
 
 def main() -> None:
     p = P.load(PARAMS)
-    require(BASE, DATA)
+    require(BASE, DATA, SOURCES)
     tokenizer = load_tokenizer(str(BASE))
     model = apply_lora(load_model(str(BASE), p.model.attention, p.sft.lora.quantize), p.sft.lora)
     train_set = Dataset.from_parquet(str(DATA))
-    facts = run_facts(model, p.sft, p.tokenize.max_length, train_rows=len(train_set))
+    mixture = data_shares(json.loads(SOURCES.read_text()))
+    facts = run_facts(model, p.sft, p.tokenize.max_length, train_rows=len(train_set), data=mixture)
     args = TrainingArguments(**training_arguments(p.sft, CHECKPOINTS, p.seed), remove_unused_columns=False)
-    trainer = Trainer(model=model, args=args, train_dataset=train_set,
-                      data_collator=PackedCollator(tokenizer.pad_token_id), callbacks=callbacks("sft", facts))
+    if is_seq2seq(model.config):  # encoder-decoder: prompts in, completions as labels, padded per batch
+        collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
+    else:
+        collator = PackedCollator(tokenizer.pad_token_id)
+    trainer = Trainer(model=model, args=args, train_dataset=train_set, data_collator=collator,
+                      callbacks=callbacks("sft", facts))
     resumed_from = train(trainer, CHECKPOINTS, fingerprint(P.to_dict(p), [BASE, DATA]))
     finish(trainer, tokenizer, OUT, CHECKPOINTS, {**facts, "resumed_from_step": resumed_from}, p.sft.lora, str(BASE))
 

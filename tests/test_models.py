@@ -63,15 +63,19 @@ def test_dense_model_and_memory_estimate(folders):
     assert estimate["weights_gib_int4"] == estimate["weights_gib_bf16"] / 4
 
 
-def test_encoder_only_and_encoder_decoder_are_refused(tmp_path):
+def test_encoder_only_is_refused_and_encoder_decoder_only_in_pretrain_and_grpo(tmp_path):
     from transformers import BertConfig, T5Config
 
     BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2).save_pretrained(tmp_path / "bert")
     T5Config(d_model=32, num_layers=1, num_heads=2, d_ff=64).save_pretrained(tmp_path / "t5")
     with pytest.raises(LancyError, match="encoder-only model \\(bert\\): it cannot generate text"):
         load_config(str(tmp_path / "bert"))
-    with pytest.raises(LancyError, match="encoder-decoder model \\(t5\\)"):
-        load_config(str(tmp_path / "t5"))
+    assert load_config(str(tmp_path / "t5")).is_encoder_decoder  # fine for sft and evaluate
+    message = "encoder-decoder model \\(t5\\): the pretrain stage .* `pretrain.max_steps: 0`"
+    with pytest.raises(LancyError, match=message):
+        load_config(str(tmp_path / "t5"), "pretrain")
+    with pytest.raises(LancyError, match="the grpo stage trains decoder-only"):
+        load_config(str(tmp_path / "t5"), "grpo")
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +157,7 @@ def test_effective_batch_size_counts_processes_and_accumulation(folders, monkeyp
     from lancy.training import run_facts
 
     monkeypatch.setenv("WORLD_SIZE", "2")
-    section = SimpleNamespace(batch_size=8, gradient_accumulation_steps=4, max_steps=10)
+    section = SimpleNamespace(batch_size=8, gradient_accumulation_steps=4, max_steps=10, epochs=0.0)
     facts = run_facts(load_model(str(folders["llama"])), section, tokens_per_row=128)
     assert facts["processes"] == 2 and facts["effective_batch_size"] == 64
     assert facts["token_budget"] == 10 * 64 * 128 and facts["attention"] == "sdpa"
@@ -254,3 +258,50 @@ def test_grpo_with_format_reward_and_a_local_reward_model(workspace, tmp_path, m
     assert summary["step"] == 1 and 0 < summary["trainable_share"] < 0.5
     assert {"task_reward", "format_reward", "reward"} <= set(summary["rewards"])
     assert any(key.startswith("reward") and key != "rewards" for key in summary)
+
+
+@pytest.fixture(scope="module")
+def seq2seq_folders(tmp_path_factory) -> dict[str, Path]:
+    from transformers import AutoModelForSeq2SeqLM, BartConfig, T5Config
+
+    root = tmp_path_factory.mktemp("seq2seq")
+    tokenizer = train_tokenizer(TEXTS, 300)
+    ids = dict(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+               decoder_start_token_id=tokenizer.pad_token_id)
+    configs = {
+        "t5": T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, **ids),
+        "bart": BartConfig(vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1,
+                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+                           decoder_ffn_dim=64, max_position_embeddings=256, bos_token_id=tokenizer.eos_token_id,
+                           **ids),
+    }
+    for family, config in configs.items():
+        AutoModelForSeq2SeqLM.from_config(config).save_pretrained(root / family)
+        tokenizer.save_pretrained(root / family)
+    return {family: root / family for family in configs}
+
+
+@pytest.mark.parametrize("family", ["t5", "bart"])
+def test_encoder_decoder_through_sft_and_evaluate(seq2seq_folders, workspace, monkeypatch, family):
+    import stages.evaluate
+    import stages.pretrain
+    import stages.sft
+    import stages.tokenize
+
+    monkeypatch.chdir(workspace)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["model"]["name"] = str(seq2seq_folders[family])
+    params["pretrain"]["max_steps"] = 0  # handed to sft unchanged
+    params["sft"]["lora"]["enabled"] = False
+    params["evaluate"].update(max_rows=4, batch_size=2)
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for stage in (stages.tokenize, stages.pretrain, stages.sft):
+        stage.main()
+    assert json.loads(Path("metrics/tokenize.json").read_text())["packing"] is False
+    assert json.loads(Path("metrics/pretrain/metrics.json").read_text())["token_budget"] == 0
+    assert json.loads(Path("metrics/sft/metrics.json").read_text())["step"] == 2
+    monkeypatch.setattr("sys.argv", ["evaluate", "sft"])
+    stages.evaluate.main()
+    result = json.loads(Path("metrics/eval/sft.json").read_text())
+    assert result["imdb"]["rows"] == 4 and 0 <= result["imdb"]["accuracy"] <= 1
+    assert result["wikitext"]["perplexity"] is None  # no plain-text perplexity for an encoder-decoder

@@ -196,3 +196,11 @@ def test_training_options_reach_the_trainer_arguments(section, repo_root, traini
 def test_training_option_errors_name_the_key(write_params, key, value, message):
     with pytest.raises(LancyError, match=message):
         P.load_all(write_params(_set(key, value)))
+
+
+def test_epochs_replace_max_steps(repo_root, training_arguments, tmp_path):
+    import dataclasses
+
+    values = dataclasses.replace(P.load_all(repo_root / "params.yaml").sft, epochs=2.0)
+    args = training_arguments(values, tmp_path, seed=0)
+    assert args["max_steps"] == -1 and args["num_train_epochs"] == 2.0 and args["save_strategy"] == "epoch"

@@ -62,12 +62,13 @@ def test_pretrain_killed_after_a_checkpoint_resumes_from_it(workspace: Path):
     time.sleep(0.5)  # let the checkpoint finish writing, as a real interruption might not
     process.send_signal(signal.SIGKILL)
     process.wait()
-    saved = sorted(int(p.name.split("-")[1]) for p in checkpoints.glob("checkpoint-*"))
-    assert saved and saved[-1] < 240, "the run was not interrupted midway"
+    complete = checkpoints.glob("checkpoint-*/trainer_state.json")
+    saved = sorted(int(p.parent.name.split("-")[1]) for p in complete)
+    assert saved and saved[-1] < 240, "the run was not interrupted midway"  # (a partial one may follow)
     assert not (workspace / "models" / "pretrain" / "config.json").exists(), "a killed stage left a model behind"
 
     output = _stage(workspace, "stages.pretrain")
-    assert f"resuming from checkpoints/pretrain/checkpoint-{saved[-1]}" in output
+    assert f"resuming from checkpoints/pretrain/checkpoint-{saved[-1]}" in output  # the last complete one
     summary = json.loads((workspace / "metrics/pretrain/metrics.json").read_text())
     assert summary["resumed_from_step"] == saved[-1] and summary["step"] == 240
     assert (workspace / "models/pretrain/model.safetensors").exists()
@@ -91,6 +92,8 @@ def test_step_zero_facts_in_tensorboard_and_metrics(workspace: Path):
     assert params[0].step == 0 and params[0].value > 10_000
     assert events.Scalars("facts/trainable_share")[0].value == 1.0
     assert events.Scalars("facts/token_budget")[0].value == 240 * 2 * 64
+    shares = {name: events.Scalars(f"facts/data/{name}")[0].value for name in ("wikitext", "imdb")}
+    assert abs(sum(shares.values()) - 1) < 1e-3 and all(0 < v < 1 for v in shares.values())  # the corpus mixture
     summary = json.loads((workspace / "metrics/pretrain/metrics.json").read_text())
     assert summary["attention"] == "sdpa" and summary["device"] == "cpu" and summary["dtype"] == "float32"
     assert summary["total_params"] == params[0].value
@@ -112,3 +115,15 @@ def test_sft_on_two_cpu_processes(workspace: Path):
     assert (workspace / "models/sft/model.safetensors").exists()
     rows = (workspace / "metrics/sft/plots/metrics/loss.tsv").read_text().split("\n")[1:]
     assert [row.split("\t")[0] for row in rows if row] == ["1", "2", "3"]  # logged once, by the main process
+
+
+def test_a_checkpoint_killed_while_saving_is_skipped(tmp_path: Path):
+    from lancy.training import last_complete_checkpoint
+
+    for step, complete in ((50, True), (100, True), (150, False)):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "model.safetensors").write_text("weights")
+        if complete:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-100")
+    assert last_complete_checkpoint(tmp_path / "nothing") is None
