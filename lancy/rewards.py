@@ -46,12 +46,15 @@ REWARDS = {
 
 def task_reward(prompts, completions, answer, task, labels, **kwargs) -> list[float]:
     """TRL reward function: the dataset's `answer`, `task` and `labels` columns arrive as lists."""
-    return [REWARDS[t](c, a, ls) for c, a, t, ls in zip(completions, answer, task, labels, strict=True)]
+    return _by_task(REWARDS, completions, answer, task, labels)
 
 
 def task_reward_executing_code(prompts, completions, answer, task, labels, **kwargs) -> list[float]:
     """As task_reward, but code completions are run in the sandbox instead of only compiled."""
-    rewards = {**REWARDS, "code": execution_reward}
+    return _by_task({**REWARDS, "code": execution_reward}, completions, answer, task, labels)
+
+
+def _by_task(rewards: dict, completions, answer, task, labels) -> list[float]:
     return [rewards[t](c, a, ls) for c, a, t, ls in zip(completions, answer, task, labels, strict=True)]
 
 

@@ -15,7 +15,7 @@ from transformers import TrainerCallback
 from transformers.integrations import DVCLiveCallback, TensorBoardCallback
 
 from lancy.files import atomic_dir
-from lancy.models import device_and_dtype, memory_estimate, moe_facts, parameter_counts
+from lancy.models import device_and_dtype, load_model, memory_estimate, moe_facts, parameter_counts
 
 
 def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
@@ -56,8 +56,6 @@ def _save_model(model, folder: Path, lora, base: str | None) -> None:
         model.merge_and_unload().save_pretrained(folder)
     else:  # merging into 4-/8-bit weights would round them: merge into the full-precision base instead
         from peft import PeftModel
-
-        from lancy.models import load_model
 
         model.save_pretrained(folder / "adapters")
         merged = PeftModel.from_pretrained(load_model(base), folder / "adapters").merge_and_unload()
