@@ -5,6 +5,7 @@ Writes models/grpo/, metrics/grpo/ (DVCLive) and logs/grpo/ (TensorBoard).
 from pathlib import Path
 
 from datasets import Dataset
+from transformers import set_seed
 from trl import GRPOConfig, GRPOTrainer
 
 from lancy import params as P
@@ -26,6 +27,7 @@ def main() -> None:
     require(BASE, DATA)
     tokenizer = load_tokenizer(str(BASE))
     tokenizer.padding_side = "left"
+    set_seed(p.seed)  # LoRA adapters start from seeded random weights
     model = apply_lora(load_model(str(BASE), p.model.attention, g.lora.quantize, stage="grpo"), g.lora)
     prompts = Dataset.from_list(read_jsonl(DATA))
     rows_by_source = {name: prompts["source"].count(name) for name in sorted(set(prompts["source"]))}

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from datasets import Dataset
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments, set_seed
 
 from lancy import params as P
 from lancy.errors import run_stage
@@ -41,6 +41,7 @@ def main() -> None:
     inputs = ("tokenizer", "pretrain.parquet", "pretrain_eval.parquet", "pretrain_sources.json")
     require(*(DATA / name for name in inputs))
     tokenizer = load_tokenizer(str(DATA / "tokenizer"))
+    set_seed(p.seed)  # the scratch model's initial weights come from the seed, not from chance
     if p.model.name == "scratch":
         model = build_scratch_model(p.model, tokenizer, p.tokenize.max_length, p.model.attention)
     else:  # with max_steps 0, an encoder-decoder model passes through to sft

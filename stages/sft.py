@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from datasets import Dataset
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
 
 from lancy import params as P
 from lancy.errors import run_stage
@@ -26,6 +26,7 @@ def main() -> None:
     p = P.load(PARAMS)
     require(BASE, DATA, SOURCES)
     tokenizer = load_tokenizer(str(BASE))
+    set_seed(p.seed)  # LoRA adapters start from seeded random weights
     model = apply_lora(load_model(str(BASE), p.model.attention, p.sft.lora.quantize), p.sft.lora)
     train_set = Dataset.from_parquet(str(DATA))
     mixture = data_shares(json.loads(SOURCES.read_text()))

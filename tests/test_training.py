@@ -127,3 +127,20 @@ def test_a_checkpoint_killed_while_saving_is_skipped(tmp_path: Path):
             (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-100")
     assert last_complete_checkpoint(tmp_path / "nothing") is None
+
+
+def test_same_params_give_the_same_pretrained_model(workspace: Path, tmp_path: Path):
+    """Seeded end to end: two runs of pretrain from the same data and params write identical weights."""
+    import hashlib
+
+    digests = []
+    for run in ("a", "b"):
+        root = tmp_path / run
+        shutil.copytree(workspace, root, ignore=shutil.ignore_patterns("models", "checkpoints", "metrics", "logs"))
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        params["pretrain"].update(max_steps=6, logging_steps=2)
+        params["launch"]["processes"] = 1
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+        _stage(root, "stages.pretrain")
+        digests.append(hashlib.sha256((root / "models/pretrain/model.safetensors").read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
