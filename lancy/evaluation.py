@@ -10,7 +10,7 @@ import math
 import torch
 
 from lancy.answers import math_correct, parse_label, syntax_valid, token_f1
-from lancy.packing import sft_example
+from lancy.packing import fit_prompt
 
 
 @torch.no_grad()
@@ -24,7 +24,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
     # a decoder's context holds the prompt and the new tokens; an encoder's holds the prompt alone
     limit = context and (context if model.config.is_encoder_decoder else context - max_new_tokens)
     encoded = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-    encoded = [sft_example(ids, [], limit)[0]["input_ids"] if limit and len(ids) > limit else ids for ids in encoded]
+    encoded = [fit_prompt(ids, limit) if limit else ids for ids in encoded]
     outputs = []
     for start in range(0, len(encoded), batch_size):
         batch = tokenizer.pad({"input_ids": encoded[start : start + batch_size]}, return_tensors="pt").to(model.device)

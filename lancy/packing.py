@@ -44,6 +44,11 @@ def sft_example(prompt_ids: list[int], completion_ids: list[int], max_length: in
     return example, truncated
 
 
+def fit_prompt(prompt_ids: list[int], max_length: int) -> list[int]:
+    """A prompt cut to max_length tokens the way sft_example cuts one: its middle goes."""
+    return sft_example(prompt_ids, [], max_length)[0]["input_ids"]
+
+
 def encode_sft(tokenizer, records: list[dict], max_length: int) -> tuple[list[dict], int]:
     """SFT examples of task records (prompt, then completion + EOS), and how many had to be truncated.
 
@@ -67,10 +72,9 @@ def seq2seq_examples(tokenizer, records: list[dict], max_length: int) -> tuple[l
     examples, truncated = [], 0
     for prompt_ids, completion_ids in zip(encode([r["prompt"] for r in records]),
                                           encode([r["completion"].strip() for r in records]), strict=True):
-        fitted, cut = sft_example(prompt_ids, [], max_length)
         labels = (completion_ids + [tokenizer.eos_token_id])[:max_length]
-        examples.append({"input_ids": fitted["input_ids"], "labels": labels})
-        truncated += cut or len(completion_ids) + 1 > max_length
+        examples.append({"input_ids": fit_prompt(prompt_ids, max_length), "labels": labels})
+        truncated += len(prompt_ids) > max_length or len(completion_ids) + 1 > max_length
     return examples, truncated
 
 

@@ -48,10 +48,8 @@ def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
 
 
 def _save_model(model, folder: Path, lora, base: str | None) -> None:
-    if lora is None or not lora.enabled:
-        model.save_pretrained(folder)
-    elif not lora.merge:
-        model.save_pretrained(folder)  # adapter_config.json names the base model folder
+    if lora is None or not lora.enabled or not lora.merge:
+        model.save_pretrained(folder)  # adapters alone: adapter_config.json names the base model folder
     elif lora.quantize == "none":
         model.merge_and_unload().save_pretrained(folder)
     else:  # merging into 4-/8-bit weights would round them: merge into the full-precision base instead
@@ -95,8 +93,8 @@ class StepDVCLiveCallback(DVCLiveCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         super().on_train_begin(args, state, control, **kwargs)
-        for entry in state.log_history:  # resumed run: DVC wiped the old curves, replay them
-            if state.is_world_process_zero:
+        if state.is_world_process_zero:
+            for entry in state.log_history:  # resumed run: DVC wiped the old curves, replay them
                 self.on_log(args, state, control, logs=entry, replay_step=entry["step"])
 
     def on_log(self, args, state, control, logs=None, replay_step=None, **kwargs):
@@ -133,29 +131,29 @@ def write_facts(writer, facts: dict) -> None:
 
 def keep_untrained(model, tokenizer, out_dir: Path, stage: str, facts: dict) -> None:
     """max_steps 0: the model is saved as it is, with the run's facts in the stage's metrics and TensorBoard."""
-    from dvclive import Live
-    from torch.utils.tensorboard import SummaryWriter
-
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-    live = Live(f"metrics/{stage}", dvcyaml=False, save_dvc_exp=False, report=None)
+    live, writer = _loggers(stage)
     live.summary.update(facts)
     live.end()
-    writer = SummaryWriter(log_dir=f"logs/{stage}")
     write_facts(writer, facts)
     writer.close()
+
+
+def _loggers(stage: str):
+    """The stage's DVCLive folder (metrics/<stage>/) and TensorBoard writer (logs/<stage>/)."""
+    from dvclive import Live
+    from torch.utils.tensorboard import SummaryWriter
+
+    return Live(f"metrics/{stage}", dvcyaml=False, save_dvc_exp=False, report=None), SummaryWriter(f"logs/{stage}")
 
 
 def callbacks(stage: str, facts: dict) -> list:
     """Loss curves and step-0 facts, written by the main process only."""
     if int(os.environ.get("RANK", "0")) != 0:
         return []
-    from dvclive import Live
-    from torch.utils.tensorboard import SummaryWriter
-
-    live = Live(f"metrics/{stage}", dvcyaml=False, save_dvc_exp=False, report=None)
-    writer = SummaryWriter(log_dir=f"logs/{stage}")
+    live, writer = _loggers(stage)
     return [StepDVCLiveCallback(live=live), TensorBoardCallback(tb_writer=writer), FactsCallback(writer, facts)]
 
 

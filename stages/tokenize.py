@@ -11,7 +11,7 @@ from lancy import params as P
 from lancy.errors import run_stage
 from lancy.files import read_jsonl, require, write_json, write_jsonl
 from lancy.models import is_seq2seq, load_config
-from lancy.packing import document_rows, encode_sft, pack_blocks, pack_sft, seq2seq_examples, sft_example
+from lancy.packing import document_rows, encode_sft, fit_prompt, pack_blocks, pack_sft, seq2seq_examples
 from lancy.tokenization import load_tokenizer, train_tokenizer
 
 PARAMS = ("model.name", "model.vocab_size", "tokenize")
@@ -65,8 +65,7 @@ def main() -> None:
     rl_truncated = 0
     for row, ids in zip(rl_rows, encode([r["prompt"] for r in rl_rows]), strict=True):
         if len(ids) > length:
-            fitted, _ = sft_example(ids, [], length)
-            row["prompt"] = tokenizer.decode(fitted["input_ids"])
+            row["prompt"] = tokenizer.decode(fit_prompt(ids, length))
             rl_truncated += 1
 
     OUT.mkdir(parents=True, exist_ok=True)
