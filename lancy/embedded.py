@@ -18,7 +18,13 @@ POSITIVE_TERMS and none from NEGATIVE_TERMS (and vice versa); an equivalent MRPC
 of sentence1 while a non-equivalent one changes a number, an entity or the action; every GSM8K answer's
 arithmetic is correct. `generate` is deterministic in (name, split, n_rows, seed): it uses only a
 `random.Random` seeded with the string f"{seed}-{name}-{split}", which is stable across processes.
+
+Train and test share no row, by construction: a drawn row belongs to the split that a hash of its
+identifying text picks (one in TEST_BUCKETS goes to test), and each split keeps only its own rows. The
+identifying text is what lancy.mixing matches held-out rows by: the review, the sentence, the sentence
+pair, the question; a wikitext article goes whole to one split, by its title line.
 """
+import hashlib
 import random
 import re
 
@@ -680,23 +686,49 @@ def _wiki_article(rng: random.Random):
         yield ""
 
 
-def _wikitext(rng: random.Random, n_rows: int) -> list[dict]:
-    """Lines of whole articles, cut at n_rows (like a slice of wikitext-2-raw)."""
+def _wikitext(rng: random.Random, n_rows: int, split: str) -> list[dict]:
+    """Lines of whole articles of the split, cut at n_rows (like a slice of wikitext-2-raw)."""
     rows = []
     while len(rows) < n_rows:
-        rows.extend({"text": line} for line in _wiki_article(rng))
+        lines = list(_wiki_article(rng))
+        if _split_of(lines[1]) == split:  # the title line
+            rows.extend({"text": line} for line in lines)
     return rows[:n_rows]
 
 
 # ---------------------------------------------------------------- entry point
-def _rows(make_row):
-    """A dataset generator from a row maker: row i of the split is make_row(rng, i)."""
-    return lambda rng, n_rows: [make_row(rng, index) for index in range(n_rows)]
+TEST_BUCKETS = 8
 
 
-# name -> generator(rng, n_rows) -> rows
-_GENERATORS = {"imdb": _rows(_imdb_row), "sst2": _rows(_sst2_row), "mrpc": _rows(_mrpc_row),
-               "gsm8k": _rows(_gsm8k_row), "wikitext": _wikitext}
+def _split_of(text: str) -> str:
+    """The split a text belongs to; equal texts (casefolded, whitespace collapsed, as lancy.mixing matches
+    them) always share one. Not imported from lancy.mixing, so downloads do not depend on the mixing code."""
+    key = hashlib.blake2b(" ".join(text.casefold().split()).encode(), digest_size=8).digest()
+    return "test" if key[0] % TEST_BUCKETS == 0 else "train"
+
+
+def _rows(make_row, identity):
+    """A dataset generator from a row maker: row i of the split is the i-th drawn row that belongs to it."""
+
+    def generate_rows(rng: random.Random, n_rows: int, split: str) -> list[dict]:
+        rows = []
+        while len(rows) < n_rows:
+            row = make_row(rng, len(rows))
+            if _split_of(identity(row)) == split:
+                rows.append(row)
+        return rows
+
+    return generate_rows
+
+
+# name -> generator(rng, n_rows, split) -> rows
+_GENERATORS = {
+    "imdb": _rows(_imdb_row, lambda row: row["text"]),
+    "sst2": _rows(_sst2_row, lambda row: row["sentence"]),
+    "mrpc": _rows(_mrpc_row, lambda row: row["sentence1"] + "\n" + row["sentence2"]),
+    "gsm8k": _rows(_gsm8k_row, lambda row: row["question"]),
+    "wikitext": _wikitext,
+}
 
 
 def generate(name: str, split: str, n_rows: int, seed: int) -> list[dict]:
@@ -706,4 +738,4 @@ def generate(name: str, split: str, n_rows: int, seed: int) -> list[dict]:
         raise ValueError(f"no embedded stand-in named {name!r}; choose one of {', '.join(EMBEDDED_DATASETS)}")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
-    return _GENERATORS[name](random.Random(f"{seed}-{name}-{split}"), n_rows)
+    return _GENERATORS[name](random.Random(f"{seed}-{name}-{split}"), n_rows, split)

@@ -5,8 +5,28 @@ source is shuffled with its own seeded generator, so adding a source never chang
 source contributes. Rows are drawn without replacement; when a source has too few rows, it gives all it
 has (its effective rate then falls short of the requested one, and metrics/mix.json says so) unless
 `mix.upsample` allows drawing with replacement.
+
+Held-out text never reaches training, whichever dataset holds it: datasets of one run often share text
+(the nested FinancialPhraseBank configs, gsm8k and gsm8k_socratic, an MMLU subject and `mmlu`), so each
+train row is checked against the held-out rows of every dataset of the run before anything is sampled.
+The held-out texts are the input of each held-out task row (its text columns other than the target, plus
+the options of a multiple-choice row), however short, and the text of each held-out corpus row of at least
+MIN_WORDS words (shorter ones, such as the wikitext section heading "= = Early life = =", recur in every
+article and identify no row). A train row goes when its input or its pretraining text equals a held-out
+text after casefolding and collapsing whitespace, or has a line that does: a few-shot prompt or a document
+quoting a held-out sentence on its own line is caught, a sentence inside a longer line is not. Held-out
+texts are kept as a set of hashes: bounded memory, and `held_out_mask` works on any batch of texts.
 """
+import hashlib
 import random
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+from lancy.catalog import DatasetSpec
+from lancy.harmonize import to_text
+
+MIN_WORDS = 4
 
 
 def normalize(weights: dict[str, float]) -> dict[str, float]:
@@ -76,7 +96,7 @@ def sample_tasks(
 
 
 def sample_corpus(
-    pools: dict[str, list[str]], weights: dict[str, float], total_chars: int, seed: int, upsample: bool
+    pools: dict[str, list[str]], weights: dict[str, float], total_chars: int, seed: int | str, upsample: bool
 ) -> tuple[list[dict], dict]:
     """Pretraining documents: each source contributes whole documents up to its share of total_chars."""
     docs, stats = [], {}
@@ -97,3 +117,73 @@ def sample_corpus(
         stats[name]["effective_rate"] = stats[name]["chars"] / max(1, total)
     random.Random(f"{seed}-corpus").shuffle(docs)
     return docs, stats
+
+
+def text_key(text: str) -> bytes:
+    """The hash of a text as matched: casefolded, whitespace collapsed."""
+    return hashlib.blake2b(" ".join(text.casefold().split()).encode(), digest_size=16).digest()
+
+
+def _words(text: str) -> int:
+    return len(re.findall(r"\w+", text))
+
+
+def text_keys(texts: Iterable[str | None], min_words: int = 1) -> set[bytes]:
+    """Hashes of the texts that have at least min_words words."""
+    return {text_key(t) for t in texts if t is not None and _words(t) >= min_words}
+
+
+def held_out_mask(texts: list[str | None], keys: set[bytes]) -> list[bool]:
+    """For a batch of texts: whether each one, or one of its lines, is a held-out text (its hash in keys)."""
+    return [
+        text is not None and (text_key(text) in keys or any(text_key(line) in keys for line in text.splitlines()))
+        for text in texts
+    ]
+
+
+def row_input(spec: DatasetSpec, row: dict) -> str | None:
+    """The text that identifies a task row: its text columns other than the target, and its options."""
+    parts = [str(row[c]) for c in spec.text_columns if c != spec.target and row.get(c) is not None]
+    if spec.task == "multiple_choice" and isinstance(row.get(spec.choices), list):
+        parts += [str(option) for option in row[spec.choices]]
+    text = "\n".join(parts)
+    return text if text.strip() else None
+
+
+def held_out_keys(spec: DatasetSpec, rows: list[dict]) -> set[bytes]:
+    """Hashes of the held-out texts of one dataset's held-out rows."""
+    if spec.task == "corpus":
+        return text_keys((to_text(spec, row) for row in rows), MIN_WORDS)
+    return text_keys(row_input(spec, row) for row in rows)
+
+
+def remove_held_out(spec: DatasetSpec, rows: list[dict], keys: set[bytes]) -> tuple[list[dict], list[dict]]:
+    """(kept, removed) train rows: a row goes when its input or its pretraining text is held-out text."""
+    inputs = held_out_mask([row_input(spec, row) for row in rows], keys)
+    texts = held_out_mask([to_text(spec, row) for row in rows], keys)
+    kept = [row for row, a, b in zip(rows, inputs, texts, strict=True) if not (a or b)]
+    removed = [row for row, a, b in zip(rows, inputs, texts, strict=True) if a or b]
+    return kept, removed
+
+
+def split_validation(
+    pools: dict[str, list[str]], weights: dict[str, float], total_chars: int, seed: int
+) -> tuple[list[dict], dict[str, list[str]]]:
+    """A seeded validation slice of the corpus pools (total_chars, same weights) and the pools without it.
+
+    Carved from train texts, it is disjoint from the held-out rows that `evaluate` reports, so choosing a
+    checkpoint on it does not peek at the evaluation; the pools lose its rows and, as held-out text is
+    matched, any other copy of them.
+    """
+    val, _ = sample_corpus(pools, weights, total_chars, f"{seed}-validation", upsample=False)
+    keys = text_keys((d["text"] for d in val), MIN_WORDS)
+    rest = {}
+    for name, texts in pools.items():
+        taken = Counter(d["text"] for d in val if d["source"] == name)
+        rest[name] = []
+        for text, matched in zip(texts, held_out_mask(texts, keys), strict=True):
+            if taken[text]:
+                taken[text] -= 1
+            elif not matched:
+                rest[name].append(text)
+    return val, rest

@@ -38,7 +38,7 @@ DATA, OUT, CHECKPOINTS = Path("data/tokenized"), Path("models/pretrain"), Path("
 def main() -> None:
     p = P.load(PARAMS)
     pretraining = bool(p.pretrain.max_steps or p.pretrain.epochs)
-    inputs = ("tokenizer", "pretrain.parquet", "pretrain_eval.parquet", "pretrain_sources.json")
+    inputs = ("tokenizer", "pretrain.parquet", "pretrain_val.parquet", "pretrain_sources.json")
     require(*(DATA / name for name in inputs))
     tokenizer = load_tokenizer(str(DATA / "tokenizer"))
     set_seed(p.seed)  # the scratch model's initial weights come from the seed, not from chance
@@ -47,7 +47,9 @@ def main() -> None:
     else:  # with max_steps 0, an encoder-decoder model passes through to sft
         model = load_model(p.model.name, p.model.attention, stage="pretrain" if pretraining else None)
     train_set = Dataset.from_parquet(str(DATA / "pretrain.parquet"))
-    eval_set = Dataset.from_parquet(str(DATA / "pretrain_eval.parquet"))
+    # Validation blocks from train texts: the eval loss and load_best_model_at_end never see the held-out
+    # rows that `evaluate` reports.
+    eval_set = Dataset.from_parquet(str(DATA / "pretrain_val.parquet"))
 
     mixture = data_shares(json.loads((DATA / "pretrain_sources.json").read_text()))
     facts = run_facts(model, p.pretrain, p.tokenize.max_length, train_rows=len(train_set), data=mixture)
@@ -67,11 +69,11 @@ def main() -> None:
     args = TrainingArguments(**arguments)
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                       data_collator=PackedCollator(tokenizer.pad_token_id), callbacks=callbacks("pretrain", facts))
-    run_id = fingerprint(P.to_dict(p), [DATA / "tokenizer", DATA / "pretrain.parquet", DATA / "pretrain_eval.parquet"])
+    run_id = fingerprint(P.to_dict(p), [DATA / "tokenizer", DATA / "pretrain.parquet", DATA / "pretrain_val.parquet"])
     resumed_from = train(trainer, CHECKPOINTS, run_id)
-    eval_loss = trainer.evaluate()["eval_loss"]  # logged as eval/loss at the last step
+    eval_loss = trainer.evaluate()["eval_loss"]  # validation loss, logged as eval/loss at the last step
     finish(trainer, tokenizer, OUT, CHECKPOINTS,
-           {**facts, "eval_perplexity": math.exp(eval_loss), "resumed_from_step": resumed_from})
+           {**facts, "val_perplexity": math.exp(eval_loss), "resumed_from_step": resumed_from})
 
 
 if __name__ == "__main__":

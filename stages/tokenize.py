@@ -1,6 +1,6 @@
 """tokenize: the tokenizer, pretraining rows, SFT rows (packed unless tokenize.packing is false), RL prompts.
 
-Writes data/tokenized/{tokenizer/, pretrain.parquet, pretrain_eval.parquet, sft.parquet, rl.jsonl}
+Writes data/tokenized/{tokenizer/, pretrain.parquet, pretrain_val.parquet, sft.parquet, rl.jsonl}
 and metrics/tokenize.json.
 """
 from pathlib import Path
@@ -29,10 +29,10 @@ def token_counts(rows: list[dict], ids: list[list[int]]) -> dict[str, int]:
 def main() -> None:
     p = P.load(PARAMS)
     length = p.tokenize.max_length
-    require(*(MIXED / f"{name}.jsonl" for name in ("corpus", "corpus_eval", "sft", "rl")))
+    require(*(MIXED / f"{name}.jsonl" for name in ("corpus", "corpus_val", "sft", "rl")))
     corpus_docs = read_jsonl(MIXED / "corpus.jsonl")
     corpus = [d["text"] for d in corpus_docs]
-    corpus_eval = [d["text"] for d in read_jsonl(MIXED / "corpus_eval.jsonl")]
+    corpus_val = [d["text"] for d in read_jsonl(MIXED / "corpus_val.jsonl")]
     sft_rows, rl_rows = read_jsonl(MIXED / "sft.jsonl"), read_jsonl(MIXED / "rl.jsonl")
     seq2seq = False
     if p.model.name == "scratch":
@@ -49,7 +49,7 @@ def main() -> None:
         blocks = blocks.tolist()
     else:
         blocks, dropped_tail = document_rows(corpus_ids, length, eos)
-    eval_blocks, _ = pack_blocks(encode(corpus_eval), length, eos)  # packed either way: one yardstick
+    val_blocks, _ = pack_blocks(encode(corpus_val), length, eos)  # packed either way: one yardstick
     pretrain_tokens = sum(map(len, blocks))
 
     if seq2seq:  # encoder input and decoder labels: nothing to pack
@@ -71,7 +71,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(OUT / "tokenizer")
     Dataset.from_dict({"input_ids": blocks}).to_parquet(OUT / "pretrain.parquet")
-    Dataset.from_dict({"input_ids": eval_blocks.tolist()}).to_parquet(OUT / "pretrain_eval.parquet")
+    Dataset.from_dict({"input_ids": val_blocks.tolist()}).to_parquet(OUT / "pretrain_val.parquet")
     packed.to_parquet(OUT / "sft.parquet")
     write_jsonl(OUT / "rl.jsonl", rl_rows)
     write_json(OUT / "pretrain_sources.json", token_counts(corpus_docs, corpus_ids))  # for the training facts
@@ -80,7 +80,7 @@ def main() -> None:
         "vocab_size": len(tokenizer),
         "packing": p.tokenize.packing and not seq2seq,
         "pretrain": {"rows": len(blocks), "tokens": pretrain_tokens, "dropped_tokens": dropped_tail,
-                     "eval_blocks": len(eval_blocks), "packing_efficiency": pretrain_tokens / (len(blocks) * length)},
+                     "val_blocks": len(val_blocks), "packing_efficiency": pretrain_tokens / (len(blocks) * length)},
         "sft": {"examples": len(examples), "tokens": sft_tokens, "rows": len(packed), "truncated": truncated,
                 "completion_tokens": sum(sum(t != -100 for t in e["labels"]) for e in examples),
                 "packing_efficiency": sft_tokens / (len(packed) * length),
