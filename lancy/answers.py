@@ -2,6 +2,7 @@
 
 Evaluation and the GRPO rewards both use these, so a completion is judged the same way in both.
 """
+import ast
 import re
 from collections import Counter
 
@@ -72,3 +73,23 @@ def syntax_valid(code: str) -> bool:
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
     return True
+
+
+def substantive_code(code: str) -> bool:
+    """Whether the text is Python that compiles and does something: not empty, and not only imports, `pass`,
+    `...`, docstrings and comments, or functions and classes whose bodies are only that. Such code earns no
+    code reward, even when it compiles."""
+    if not syntax_valid(code):
+        return False
+    try:
+        body = ast.parse(code.strip("\n")).body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return any(_does_something(node) for node in body)
+
+
+def _does_something(node: ast.stmt) -> bool:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return any(_does_something(child) for child in node.body)
+    constant = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)  # a docstring or `...`
+    return not (constant or isinstance(node, (ast.Import, ast.ImportFrom, ast.Pass)))

@@ -2,15 +2,17 @@
 
 Classification and multiple choice: the generated text must start with one of the row's label words or
 option letters; anything else is invalid and counts as wrong. Math: exact match of the final number (or of
-the exact answer). QA and instructions: token F1. Code: the share that parses as Python. Corpus text:
-perplexity.
+the exact answer). QA and instructions: token F1. Code: pass@1, the share of rows (those with unit tests)
+whose greedy completion passes all of them in lancy.sandbox, and the share that compiles and does something
+(empty or `pass`-only code does not count). Corpus text: perplexity.
 """
 import math
 
 import torch
 
-from lancy.answers import math_correct, parse_label, syntax_valid, token_f1
+from lancy.answers import math_correct, parse_label, substantive_code, token_f1
 from lancy.packing import fit_prompt
+from lancy.sandbox import run_tests
 
 
 @torch.no_grad()
@@ -42,7 +44,7 @@ def label_tokens(tokenizer, labels: list[str]) -> int:
 
 
 def evaluate_tasks(model, tokenizer, task: str, records: list[dict], max_new_tokens: int, batch_size: int) -> dict:
-    """The dataset's metric from its task kind: label accuracy and invalid rate, exact match, token F1."""
+    """The dataset's metric from its task kind: label accuracy and invalid rate, exact match, token F1, pass@1."""
     prompts = [r["prompt"] for r in records]
     if not records:
         return {"rows": 0}
@@ -60,7 +62,10 @@ def evaluate_tasks(model, tokenizer, task: str, records: list[dict], max_new_tok
     if task == "math":
         return {"exact_match": _mean(math_correct(o, r["answer"]) for o, r in pairs), "rows": len(records)}
     if task == "code":
-        return {"syntax_valid": _mean(syntax_valid(o) for o, _ in pairs), "rows": len(records)}
+        tested = [(o, r["tests"]) for o, r in pairs if r.get("tests")]  # pass@1 is None when no row has tests
+        passed = [substantive_code(o) and run_tests(o.strip("\n"), tests).all_passed for o, tests in tested]
+        return {"pass_at_1": _mean(passed) if tested else None,
+                "syntax_valid": _mean(substantive_code(o) for o, _ in pairs), "rows": len(records)}
     return {"token_f1": _mean(token_f1(o, r["answer"]) for o, r in pairs), "rows": len(records)}
 
 

@@ -1,10 +1,13 @@
 """Harmonizing: every dataset's raw rows become one record shape.
 
-Task record:   {"source", "task", "prompt", "completion", "answer", "labels"}
+Task record:   {"source", "task", "prompt", "completion", "answer", "labels", "tests"}
   prompt      the filled template; completion the target text (" positive", " B", " <worked answer>");
   answer      the reference that rewards and evaluation compare against (label word, letter, final
               number, reference text or code);
-  labels      the valid answers of a classification or multiple-choice row (empty otherwise).
+  labels      the valid answers of a classification or multiple-choice row (empty otherwise);
+  tests       a code row's unit tests (unittest code that calls the solution), run against a completion in
+              lancy.sandbox; "" otherwise. Every record has every key: a GRPO dataset built from mixed
+              sources takes its columns from the first row.
 Corpus text:   plain text for pretraining, from the entry's text columns.
 
 A row that cannot be harmonized without guessing is dropped with a reason (counted in metrics/mix.json),
@@ -87,7 +90,8 @@ def to_record(spec: DatasetSpec, row: dict, template: str | None = None) -> tupl
             f"e.g. {{text}} (params key `prompts.{spec.name}`)"
         ) from None
     record = {"source": spec.name, "task": spec.task, "prompt": prompt}
-    record.update(completion=completion, answer=answer, labels=list(labels))
+    tests = fields.get(spec.tests) if spec.tests else None
+    record.update(completion=completion, answer=answer, labels=list(labels), tests=tests if _filled(tests) else "")
     return record, None
 
 

@@ -1,4 +1,4 @@
-"""grpo: TRL's GRPOTrainer on models/sft, rewarded per task (label match, final-number match).
+"""grpo: TRL's GRPOTrainer on models/sft, rewarded per task (label, final number, F1, code's unit tests).
 
 Writes models/grpo/, metrics/grpo/ (DVCLive) and logs/grpo/ (TensorBoard).
 """
@@ -12,7 +12,7 @@ from lancy import params as P
 from lancy.errors import run_stage
 from lancy.files import read_jsonl, require
 from lancy.models import apply_lora, load_model
-from lancy.rewards import format_reward, task_reward, task_reward_executing_code
+from lancy.rewards import format_reward, task_reward, task_reward_compile_only
 from lancy.tokenization import load_tokenizer
 from lancy.training import callbacks, data_shares, fingerprint, finish, run_facts, train, training_arguments
 
@@ -33,7 +33,7 @@ def main() -> None:
     rows_by_source = {name: prompts["source"].count(name) for name in sorted(set(prompts["source"]))}
     facts = run_facts(model, g, g.max_completion_length, prompts=len(prompts), group_size=g.num_generations,
                       data=data_shares(rows_by_source))
-    rewards = [(task_reward_executing_code if g.code_execution else task_reward, 1.0)]
+    rewards = [(task_reward if g.code_execution else task_reward_compile_only, 1.0)]
     if g.format_weight:
         rewards.append((format_reward, g.format_weight))
     if g.reward_model:

@@ -62,8 +62,9 @@ GSM8K = records("gsm8k", [{"question": f"What is {a} + {a}?", "answer": f"{a} + 
                           for a in (1, 2, 3)])
 FIQA = records("fiqa", [{"question": "What is a bond?", "answer": "A loan to a company."},
                         {"question": "Is the rate good?", "answer": "It depends on the yield."}])
+ONE_TESTS = "import unittest\n\nclass TestCases(unittest.TestCase):\n    def test_one(self):\n        assert f() == 1\n"
 CODE = records("bigcodebench", [{"instruct_prompt": "Return one.", "code_prompt": "def f():\n",
-                                 "canonical_solution": "    return 1\n"}] * 3)
+                                 "canonical_solution": "    return 1\n", "test": ONE_TESTS}] * 3)
 
 
 def check_metrics(metrics, keys, rows):
@@ -89,8 +90,8 @@ def test_qa_and_instructions_give_token_f1(model, tokenizer, task):
     check_metrics(evaluate_tasks(model, tokenizer, task, FIQA, 8, 2), ("token_f1",), len(FIQA))
 
 
-def test_code_gives_syntax_valid(model, tokenizer):
-    check_metrics(evaluate_tasks(model, tokenizer, "code", CODE, 8, 2), ("syntax_valid",), len(CODE))
+def test_code_gives_pass_at_1_and_syntax_valid(model, tokenizer):
+    check_metrics(evaluate_tasks(model, tokenizer, "code", CODE, 8, 2), ("pass_at_1", "syntax_valid"), len(CODE))
 
 
 # ----------------------------------------------------------------------- metrics on known generated text
@@ -147,8 +148,19 @@ def test_qa_metrics_values(tokenizer, scripted):
 
 
 def test_code_metrics_values(tokenizer, scripted):
-    scripted(["def f():\n    return 1", "def f(:", "x = 1"])
-    assert evaluate_tasks(None, tokenizer, "code", CODE, 16, 2) == {"syntax_valid": pytest.approx(2 / 3), "rows": 3}
+    """pass@1 runs each row's unit tests; code that does nothing is not valid code, though it compiles."""
+    scripted(["def f():\n    return 1", "def f(:", "x = 1", "def f():\n    return 2", "pass", ""])
+    metrics = evaluate_tasks(None, tokenizer, "code", CODE * 2, 16, 2)
+    assert metrics == {"pass_at_1": pytest.approx(1 / 6), "syntax_valid": pytest.approx(3 / 6), "rows": 6}
+
+
+def test_code_without_unit_tests_has_no_pass_at_1(tokenizer, scripted):
+    untested = records("bigcodebench", [{"instruct_prompt": "Return one.", "code_prompt": "def f():\n",
+                                         "canonical_solution": "    return 1\n"}])
+    assert untested[0]["tests"] == ""
+    scripted(["def f():\n    return 1"])
+    assert evaluate_tasks(None, tokenizer, "code", untested, 16, 2) == {"pass_at_1": None, "syntax_valid": 1.0,
+                                                                         "rows": 1}
 
 
 def test_label_tokens_counts_the_longest_label(tokenizer):

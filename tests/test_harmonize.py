@@ -37,6 +37,7 @@ EXPECTED_RECORDS = {
         "completion": " positive",
         "answer": "positive",
         "labels": ["negative", "positive"],
+        "tests": "",
     },
     "sst2": {
         "source": "sst2",
@@ -46,6 +47,7 @@ EXPECTED_RECORDS = {
         "completion": " negative",
         "answer": "negative",
         "labels": ["negative", "positive"],
+        "tests": "",
     },
     "mrpc": {
         "source": "mrpc",
@@ -56,6 +58,7 @@ EXPECTED_RECORDS = {
         "completion": " not_equivalent",
         "answer": "not_equivalent",
         "labels": ["not_equivalent", "equivalent"],
+        "tests": "",
     },
     "gsm8k": {
         "source": "gsm8k",
@@ -65,6 +68,7 @@ EXPECTED_RECORDS = {
         "completion": " " + GSM8K_WORKED,
         "answer": "72",
         "labels": [],
+        "tests": "",
     },
 }
 
@@ -237,3 +241,28 @@ def test_records_are_json_serializable_with_list_labels():
         record, _ = to_record(CATALOG[name], ROWS[name])
         assert isinstance(record["labels"], list)
         assert json.loads(json.dumps(record)) == record
+
+
+BCB_TESTS = ("import unittest\n\nclass TestCases(unittest.TestCase):\n"
+             "    def test_one(self):\n        self.assertEqual(task_func(), 1)\n")
+BCB_ROW = {"task_id": "BigCodeBench/1", "complete_prompt": "", "instruct_prompt": "Return one.",
+           "canonical_solution": "    return 1\n", "code_prompt": "def task_func():\n", "test": BCB_TESTS,
+           "entry_point": "task_func", "doc_struct": "{}", "libs": "[]"}
+
+
+def test_code_records_carry_their_unit_tests():
+    """BigCodeBench's `test` column becomes the record's `tests`: the code reward and pass@1 run it."""
+    record, reason = to_record(CATALOG["bigcodebench"], BCB_ROW)
+    assert reason is None
+    assert record["tests"] == BCB_TESTS
+    assert record["completion"] == "\ndef task_func():\n    return 1"  # the whole solution: what the tests import
+    with pytest.raises(LancyError, match="`test`"):
+        harmonize_rows(CATALOG["bigcodebench"], [{k: v for k, v in BCB_ROW.items() if k != "test"}], "train", {})
+
+
+def test_every_record_has_the_same_keys():
+    """A GRPO dataset takes its columns from its first row: a code row's `tests` must not vanish behind another."""
+    records = [to_record(CATALOG[name], ROWS[name])[0] for name in TASK_DATASETS]
+    records.append(to_record(CATALOG["bigcodebench"], BCB_ROW)[0])
+    assert {tuple(sorted(r)) for r in records} == {("answer", "completion", "labels", "prompt", "source", "task",
+                                                    "tests")}

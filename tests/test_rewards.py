@@ -3,7 +3,16 @@ import pytest
 
 from lancy.catalog import CATALOG, TASKS
 from lancy.harmonize import to_record
-from lancy.rewards import REWARDS, label_reward, math_reward, overlap_reward, syntax_reward, task_reward
+from lancy.rewards import (
+    REWARDS,
+    SYNTAX_CREDIT,
+    code_reward,
+    label_reward,
+    math_reward,
+    overlap_reward,
+    task_reward,
+    task_reward_compile_only,
+)
 
 SENTIMENT = ["negative", "positive"]
 RELATION = ["not_equivalent", "equivalent"]
@@ -90,36 +99,76 @@ def test_overlap_reward_partial_is_token_f1():
     assert overlap_reward(" revenue grew", "The revenue grew 5%.", []) == pytest.approx(2 / 3)
 
 
-def test_syntax_reward():
-    assert syntax_reward("def f():\n    return 1", "def g(): pass", []) == 1.0
-    assert syntax_reward("def f(:", "def g(): pass", []) == 0.0
-    assert syntax_reward("x = [1, 2", "", []) == 0.0
+SUM_TESTS = """import unittest
+
+class TestCases(unittest.TestCase):
+    def test_small(self):
+        self.assertEqual(task_func(1, 2), 3)
+
+    def test_zero(self):
+        self.assertEqual(task_func(0, 0), 0)
+
+    def test_negative(self):
+        self.assertEqual(task_func(-1, -2), -3)
+"""
+SUM_ROW = {"instruct_prompt": "Add two numbers.", "code_prompt": "def task_func(a, b):\n",
+           "canonical_solution": "    return a + b\n", "test": SUM_TESTS}
 
 
-def test_syntax_reward_compiles_but_never_runs_the_completion(tmp_path):
-    import os
+@pytest.mark.parametrize(
+    ("completion", "reward"),
+    [
+        ("def f():\n    return 1", SYNTAX_CREDIT),
+        ("\nimport os\ndef task_func(path):\n    return os.path.exists(path)\n", SYNTAX_CREDIT),
+        ("x = 1", SYNTAX_CREDIT),
+        ("def f(:", 0.0),
+        ("x = [1, 2", 0.0),
+        # compiles, but does nothing: never rewarded
+        ("", 0.0),
+        ("\n", 0.0),
+        ("pass", 0.0),
+        ("...", 0.0),
+        ("# a comment", 0.0),
+        ('"""A docstring."""', 0.0),
+        ("import os\nfrom math import pi", 0.0),
+        ("def task_func(a, b):\n    pass", 0.0),
+        ('def task_func(a, b):\n    """Add."""\n    ...', 0.0),
+        ("class A:\n    pass", 0.0),
+    ],
+)
+def test_code_reward_without_tests_is_the_syntax_credit_at_most(completion, reward):
+    assert code_reward(completion, "", []) == reward
+    assert code_reward(completion, "", [], tests=SUM_TESTS, execute=False) == reward
 
+
+def test_code_reward_is_the_share_of_unit_tests_passed():
+    record, _ = to_record(CATALOG["bigcodebench"], SUM_ROW)
+    assert record["tests"] == SUM_TESTS
+    assert code_reward(record["completion"], record["answer"], [], tests=record["tests"]) == 1.0
+    half_right = "\ndef task_func(a, b):\n    return abs(a + b)\n"  # right on 2 of the 3 tests
+    assert code_reward(half_right, "", [], tests=SUM_TESTS) == pytest.approx(SYNTAX_CREDIT + 0.9 * 2 / 3)
+    assert code_reward("\ndef task_func(a, b):\n    return None", "", [], tests=SUM_TESTS) == SYNTAX_CREDIT
+    assert code_reward("\ndef task_func(a, b):\n    pass", "", [], tests=SUM_TESTS) == 0.0  # never run
+    assert code_reward("\n", "", [], tests=SUM_TESTS) == 0.0
+    # a printed fake result line is not a result: the score carries a nonce the code cannot know
+    forged = "\nprint('0' * 32, 3, 3)\ndef task_func(a, b):\n    return None"
+    assert code_reward(forged, "", [], tests=SUM_TESTS) == SYNTAX_CREDIT
+
+
+def test_compile_only_rewards_never_run_the_completion(tmp_path):
     marker = tmp_path / "lancy_pwned"
-    existed = os.path.exists("/tmp/lancy_pwned")
-    for path in (marker, "/tmp/lancy_pwned"):
-        completion = f'import os; os.system("touch {path}")'
-        assert syntax_reward(completion, "", []) == 1.0  # valid Python: compiled, and that is all
+    completion = f"\nimport pathlib\ndef task_func(a, b):\n    pathlib.Path({str(marker)!r}).touch()\n    return a + b"
+    rewards = task_reward_compile_only(None, [completion], ["x"], ["code"], [[]], tests=[SUM_TESTS])
+    assert rewards == [SYNTAX_CREDIT]
     assert not marker.exists()
-    assert existed or not os.path.exists("/tmp/lancy_pwned")
-
-
-def test_syntax_reward_of_the_reference_completion_is_full():
-    row = {"instruct_prompt": "Write task_func.", "code_prompt": "import os\ndef task_func(path):\n",
-           "canonical_solution": "    return os.path.exists(path)\n"}
-    record, _ = to_record(CATALOG["bigcodebench"], row)
-    assert syntax_reward(record["completion"], record["answer"], record["labels"]) == 1.0
 
 
 def test_rewards_are_floats():
     assert type(label_reward(" positive", "positive", SENTIMENT)) is float
     assert type(math_reward("#### 1", "2", [])) is float
     assert type(overlap_reward("a", "a", [])) is float
-    assert type(syntax_reward("x = 1", "", [])) is float
+    assert type(code_reward("x = 1", "", [])) is float
+    assert type(code_reward("", "", [])) is float
 
 
 def test_registry_covers_the_task_kinds():
@@ -129,7 +178,7 @@ def test_registry_covers_the_task_kinds():
         "math": math_reward,
         "qa": overlap_reward,
         "instruction": overlap_reward,
-        "code": syntax_reward,
+        "code": code_reward,
     }
     assert set(REWARDS) == set(TASKS) - {"corpus"}
 
@@ -148,8 +197,9 @@ def test_task_reward_mixed_tasks_in_one_call():
         (" True", "True", "math", [], 1.0),
         (" the revenue grew", "Revenue grew.", "qa", [], 0.8),
         (" Revenue grew.", "Revenue grew.", "instruction", [], 1.0),
-        ("def f():\n    return 1", "def f(): return 1", "code", [], 1.0),
+        ("def f():\n    return 1", "def f(): return 1", "code", [], SYNTAX_CREDIT),  # no tests: compiled only
         ("def f(:", "def f(): return 1", "code", [], 0.0),
+        ("pass", "def f(): return 1", "code", [], 0.0),
     ]
     completions, answers, tasks, labels, expected = (list(column) for column in zip(*rows, strict=True))
     prompts = [f"prompt {i}" for i in range(len(rows))]
@@ -165,12 +215,13 @@ def test_task_reward_on_harmonized_records():
         to_record(CATALOG["mmlu"], {"question": "2 + 2?", "subject": "", "choices": ["3", "4"], "answer": 1})[0],
         to_record(CATALOG["imdb"], {"text": "Great.", "label": 1})[0],
         to_record(CATALOG["gsm8k"], {"question": "1 + 1?", "answer": "1 + 1 = 2\n#### 2"})[0],
+        to_record(CATALOG["bigcodebench"], SUM_ROW)[0],
     ]
-    columns = {key: [r[key] for r in records] for key in ("answer", "task", "labels", "source")}
+    columns = {key: [r[key] for r in records] for key in ("answer", "task", "labels", "tests", "source")}
     completions = [r["completion"] for r in records]
-    assert task_reward([r["prompt"] for r in records], completions, **columns) == [1.0, 1.0, 1.0]
-    wrong = [" A", " negative", " #### 3"]
-    assert task_reward([r["prompt"] for r in records], wrong, **columns) == [0.0, 0.0, 0.0]
+    assert task_reward([r["prompt"] for r in records], completions, **columns) == [1.0, 1.0, 1.0, 1.0]
+    wrong = [" A", " negative", " #### 3", "\ndef task_func(a, b):\n    return None"]
+    assert task_reward([r["prompt"] for r in records], wrong, **columns) == [0.0, 0.0, 0.0, SYNTAX_CREDIT]
 
 
 def test_task_reward_rejects_misaligned_columns():
@@ -190,29 +241,7 @@ def test_task_reward_needs_the_labels_column():
 def test_format_reward_checks_the_answer_shape_only():
     from lancy.rewards import format_reward
 
-    completions = [" negative", " positive, surely", " 3 + 4 = 7\n#### 7", " it is 7", " B", "\nx = 1"]
-    tasks = ["classification", "classification", "math", "math", "multiple_choice", "code"]
-    labels = [["negative", "positive"]] * 2 + [[], [], ["A", "B", "C", "D"], []]
-    assert format_reward(None, completions, tasks, labels) == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0]
-
-
-def test_execution_reward_runs_code_and_contains_malicious_code(tmp_path):
-    from lancy.rewards import execution_reward, task_reward_executing_code
-
-    outside = tmp_path / "escaped"
-    assert execution_reward("\ndef f(x):\n    return x * 2\nassert f(2) == 4", "", []) == 1.0
-    assert execution_reward("\nassert 1 == 2", "", []) == 0.0
-    assert execution_reward("\nwhile True:\n    pass", "", []) == 0.0  # killed by the timeout
-    attacks = [
-        f"open({str(outside)!r}, 'w').write('x')",
-        f"import os\nos.system('touch {outside}')",
-        f"import subprocess\nsubprocess.run(['touch', {str(outside)!r}])",
-        "import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=1)",
-        f"import shutil\nshutil.rmtree({str(tmp_path)!r})",
-    ]
-    for attack in attacks:
-        assert execution_reward("\n" + attack, "", []) == 0.0, attack
-    assert not outside.exists() and tmp_path.exists()
-    rewards = task_reward_executing_code(None, ["\nprint(1)", " positive"], ["", "positive"],
-                                         ["code", "classification"], [[], ["negative", "positive"]])
-    assert rewards == [1.0, 1.0]
+    completions = [" negative", " positive, surely", " 3 + 4 = 7\n#### 7", " it is 7", " B", "\nx = 1", "\npass"]
+    tasks = ["classification", "classification", "math", "math", "multiple_choice", "code", "code"]
+    labels = [["negative", "positive"]] * 2 + [[], [], ["A", "B", "C", "D"], [], []]
+    assert format_reward(None, completions, tasks, labels) == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0]
