@@ -4,23 +4,55 @@
     python bench/gpu_sft.py --smoke     # a tiny model on the CPU: checks the script, measures nothing
 
 Needs only torch and transformers (flash-attn and liger-kernel are used when installed), so it runs on a
-bare GPU machine. Compares packed (padding-free, position_ids restarting per example) against padded
-batches at equal real tokens per step, sdpa against flash_attention_2, and Liger kernels on and off; bf16
-autocast over fp32 weights, AdamW. Reports real tokens/s, MFU and peak memory.
+bare GPU machine. Compares packed against padded batches at equal real tokens per step, sdpa against
+flash_attention_2, and Liger kernels on and off; bf16 autocast over fp32 weights, AdamW. Reports real
+tokens/s, MFU and peak memory.
 
-MFU = (6 N + attention) FLOPs per real token x real tokens/s / the GPU's dense bf16 peak, where N excludes
-the embedding matrix and attention counts 6 x layers x hidden x length^2 per sequence (causal, forward
-and backward) over each example's own length.
+Packed batches are what training sends: rows packed best-fit-decreasing, collated by lancy's own
+`packed_collator` (use_cache=False): for sdpa, rows with position_ids restarting per example (transformers
+turns them into a block-diagonal mask); for flash_attention_2, one padding-free flattened row with the
+cu_seq_lens_q/k boundaries. Padded batches are right-padded with an attention mask. Before anything is
+timed, each attention implementation must give packed examples the logits they get run one at a time
+(within a bf16 tolerance); otherwise the script stops with exit status 1.
+
+MFU = FLOPs per step x steps/s / the GPU's dense bf16 peak, counting what the kernels compute:
+    6 N T  +  6 x layers x hidden x sum(s^2)
+N is the parameter count without the embedding matrix, T the tokens in the batch (padding included);
+the attention term is causal attention (forward and backward) over each sequence s the kernel is given:
+each example's own length for packed runs, and for padded runs under flash attention (transformers unpads
+the batch into the examples); the padded width for padded runs under sdpa. sdpa evaluates the whole
+masked square of a row when it is given a mask (block-diagonal or padding), which this count leaves out.
 """
 import argparse
 import importlib.util
 import json
 import random
 import time
+from pathlib import Path
 
 import torch
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}  # dense, per GPU
+PAD = 0
+# Max |packed - alone| logit difference, relative to the largest logit. This model under CPU bf16 autocast:
+# 0.009 with the examples kept apart, 1.4 when they attend to each other.
+BF16_TOLERANCE = 0.05
+FLOPS_FORMULA = ("6 N T + 6 x layers x hidden x sum(s^2); T: tokens in the batch incl. padding; s: each example's "
+                 "own length (packed runs, and padded runs under flash attention, which unpads them), the padded "
+                 "width (padded runs under sdpa)")
+
+
+def load_packing():
+    """lancy/packing.py itself, loaded by path: the lancy package's __init__ imports datasets, which a bare GPU
+    machine lacks, and the collators under test must be the ones training uses."""
+    path = Path(__file__).resolve().parents[1] / "lancy" / "packing.py"
+    spec = importlib.util.spec_from_file_location("lancy_packing", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+packing = load_packing()
 
 
 def lengths(n: int, seed: int) -> list[int]:
@@ -41,43 +73,96 @@ def model_config(smoke: bool):
                        rope_theta=1_000_000.0, tie_word_embeddings=True)
 
 
-def batches(lens: list[int], real_tokens: int, packed: bool, row_length: int, vocab: int, device: str):
-    """One step's inputs: packed rows (best fit decreasing, no mask) or a right-padded batch with a mask."""
+def build_model(config, attention: str, device: str):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config, attn_implementation=attention).to(device)
+
+
+def take(lens: list[int], real_tokens: int) -> list[int]:
+    """The examples of one step: lengths from the front of lens while they fit real_tokens."""
     step, total = [], 0
     for n in lens:
         if total + n > real_tokens:
             break
         step.append(n)
         total += n
-    if packed:
-        rows = []
-        for n in sorted(step, reverse=True):
-            fit = min((r for r in rows if sum(r) + n <= row_length), key=lambda r: row_length - sum(r), default=None)
-            (fit.append(n) if fit is not None else rows.append([n]))
-        width = max(sum(r) for r in rows)
-        ids = torch.randint(0, vocab, (len(rows), width))
-        positions = torch.zeros_like(ids)
-        for i, row in enumerate(rows):
-            segments = [torch.arange(n) for n in row] + [torch.arange(width - sum(row))]
-            positions[i] = torch.cat(segments)
-        inputs = {"input_ids": ids, "labels": ids.clone(), "position_ids": positions}
-    else:
-        width = max(step)
-        ids = torch.randint(0, vocab, (len(step), width))
-        mask = torch.tensor([[1] * n + [0] * (width - n) for n in step])
-        inputs = {"input_ids": ids, "labels": ids.masked_fill(mask == 0, -100), "attention_mask": mask}
-    return {k: v.to(device) for k, v in inputs.items()}, step
+    return step
+
+
+def pack_rows(examples: list[torch.Tensor], row_length: int) -> list[list[torch.Tensor]]:
+    """Best-fit-decreasing bins of at most row_length tokens."""
+    rows = []
+    for ids in sorted(examples, key=len, reverse=True):
+        fits = [r for r in rows if sum(map(len, r)) + len(ids) <= row_length]
+        fit = min(fits, key=lambda r: row_length - sum(map(len, r)), default=None)
+        (fit.append(ids) if fit is not None else rows.append([ids]))
+    return rows
+
+
+def packed_batch(model, rows: list[list[torch.Tensor]]) -> dict:
+    """The packed rows as training collates them for this model's attention implementation."""
+    features = [{"input_ids": torch.cat(row).tolist(), "position_ids": [p for ids in row for p in range(len(ids))]}
+                for row in rows]
+    return packing.packed_collator(model, PAD)(features)
+
+
+def padded_batch(examples: list[torch.Tensor]) -> dict:
+    width = max(map(len, examples))
+    ids = torch.full((len(examples), width), PAD)
+    mask = torch.zeros_like(ids)
+    for i, example in enumerate(examples):
+        ids[i, : len(example)], mask[i, : len(example)] = example, 1
+    return {"input_ids": ids, "labels": ids.masked_fill(mask == 0, -100), "attention_mask": mask, "use_cache": False}
+
+
+def to_device(batch: dict, device: str) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def check_packing(config, attention: str, device: str, row_length: int) -> float:
+    """The largest packed-vs-alone logit difference (relative to the largest logit); exits 1 beyond tolerance.
+
+    Packed examples must get the logits they get alone: if they attend to the examples packed before them (a
+    multi-row batch under flash attention, or a KV cache), every timing below would measure the wrong thing.
+    """
+    model = build_model(config, attention, device).eval()
+    generator = torch.Generator().manual_seed(1)
+    examples = [torch.randint(1, config.vocab_size, (n,), generator=generator) for n in lengths(16, seed=1)]
+    rows = pack_rows(examples, row_length)
+    assert any(len(row) > 1 for row in rows), "the check needs rows holding several examples"
+    batch = packed_batch(model, rows)
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
+    with torch.no_grad(), autocast:
+        logits = model(**to_device(batch, device)).logits.float()
+        # Real tokens in row order: one flattened row, or each row's tokens before its padding.
+        packed = logits[0] if logits.shape[0] == 1 else torch.cat(
+            [logits[r, : sum(map(len, row))] for r, row in enumerate(rows)])
+        alone = torch.cat([model(input_ids=ids[None].to(device), use_cache=False).logits[0].float()
+                           for row in rows for ids in row])
+    error = ((packed - alone).abs().max() / alone.abs().max()).item()
+    if error > BF16_TOLERANCE:
+        raise SystemExit(f"packing check failed under {attention}: packed logits differ from per-example logits by "
+                         f"{error:.3f} of the largest logit (bf16 tolerance {BF16_TOLERANCE}): packed examples attend "
+                         f"to each other; fix lancy.packing's collators before timing anything")
+    return error
+
+
+def step_flops(config, n_params: int, batch: dict, step: list[int], attention: str, packed: bool) -> float:
+    """FLOPS_FORMULA for one step (see the module docstring)."""
+    unpadded = packed or "flash" in attention
+    sequences = step if unpadded else [batch["input_ids"].shape[1]] * len(step)
+    attention_flops = 6 * config.num_hidden_layers * config.hidden_size * sum(s * s for s in sequences)
+    return 6 * n_params * batch["input_ids"].numel() + attention_flops
 
 
 def run_case(config, attention: str, liger: bool, packed: bool, args, device: str) -> dict:
-    from transformers import AutoModelForCausalLM
-
     if liger:
         from liger_kernel.transformers import apply_liger_kernel_to_qwen2
 
         apply_liger_kernel_to_qwen2()
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, attn_implementation=attention).to(device)
+    model = build_model(config, attention, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device == "cuda")
     n_params = sum(p.numel() for p in model.parameters()) - config.vocab_size * config.hidden_size
     lens = lengths(200_000, seed=0)
@@ -87,8 +172,10 @@ def run_case(config, attention: str, liger: bool, packed: bool, args, device: st
     elapsed = 0.0
     try:
         for step in range(args.warmup + args.steps):
-            inputs, step_lens = batches(lens[step * 400:], args.real_tokens, packed, args.row_length,
-                                        config.vocab_size, device)
+            step_lens = take(lens[step * 400:], args.real_tokens)
+            examples = [torch.randint(1, config.vocab_size, (n,)) for n in step_lens]
+            batch = packed_batch(model, pack_rows(examples, args.row_length)) if packed else padded_batch(examples)
+            inputs = to_device(batch, device)
             if device == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
@@ -102,8 +189,7 @@ def run_case(config, attention: str, liger: bool, packed: bool, args, device: st
             if step >= args.warmup:
                 elapsed += time.perf_counter() - start
                 real += sum(step_lens)
-                flops += sum(6 * n_params * n + 6 * config.num_hidden_layers * config.hidden_size * n * n
-                             for n in step_lens)
+                flops += step_flops(config, n_params, batch, step_lens, attention, packed)
     except torch.OutOfMemoryError:
         return {"error": "out of memory"}
     peak = max((v for k, v in PEAK_BF16.items() if k in (torch.cuda.get_device_name(0) if device == "cuda" else "")),
@@ -111,6 +197,7 @@ def run_case(config, attention: str, liger: bool, packed: bool, args, device: st
     return {
         "real_tokens_per_s": real / elapsed,
         "mfu": flops / elapsed / peak if peak else None,
+        "attention_flops_over": "each example" if packed or "flash" in attention else "padded width",
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
     }
 
@@ -132,7 +219,11 @@ def main() -> None:
     config = model_config(args.smoke)
     attentions = ["sdpa"] + (["flash_attention_2"] if importable("flash_attn") and device == "cuda" else [])
     ligers = [False] + ([True] if importable("liger_kernel") and device == "cuda" else [])
-    results = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu (smoke)", "cases": []}
+    results = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu (smoke)",
+               "flops_formula": FLOPS_FORMULA, "cases": []}
+    results["packing_check"] = {attention: check_packing(config, attention, device, row_length=1024)
+                                for attention in attentions}
+    print(json.dumps({"packing_check": results["packing_check"]}), flush=True)
     for liger in ligers:  # Liger patches transformers for good: all cases without it come first
         for attention in attentions:
             for packed in (True, False):

@@ -1,15 +1,24 @@
-"""Packing token sequences into fixed-size rows, and the collator that batches packed rows.
+"""Packing token sequences into fixed-size rows, and the collators that batch packed rows.
 
 With `tokenize.packing: false` every document or example is a row of its own instead, padded per batch.
 
 Pretraining: documents are concatenated (EOS between them) and cut into `max_length` blocks.
 SFT: each prompt + completion is one example with loss on the completion only; examples are packed
 best-fit-decreasing (TRL's `pack_dataset`) into `max_length` bins whose position_ids restart at every
-example. With no attention mask, transformers turns restarting position_ids into a block-diagonal causal
-mask, so packed examples never attend to each other (tests/test_packing.py checks the logits). That
-holds only without a KV cache (with one, transformers ignores the restarts), so the collator's batches
-carry `use_cache=False`.
+example.
+
+Keeping packed examples apart depends on the attention implementation (`packed_collator` picks the collator):
+- sdpa and eager: with no attention mask, transformers turns restarting position_ids into a block-diagonal
+  causal mask in every row of a batch, so `PackedCollator` sends the rows as they are. That holds only
+  without a KV cache (with one, transformers ignores the restarts), so its batches carry `use_cache=False`.
+- flash attention (flash_attention_2/3, hub flash kernels, paged variants) and any other: transformers
+  separates restarting position_ids only in a batch of ONE row (`_is_packed_sequence`); in a batch of several
+  rows each packed example would attend to the examples before it. `FlattenedCollator` lays the batch's
+  examples side by side in one padding-free row with the `cu_seq_lens_q/k` boundaries flash attention uses.
+tests/test_packing.py checks the logits of both against each example run alone.
 """
+from itertools import pairwise
+
 import numpy as np
 
 IGNORE = -100
@@ -98,11 +107,25 @@ def _position_ids(batch: dict) -> dict:
     return {"position_ids": rows}
 
 
+# The attention implementations whose masks keep the packed examples of every row of a batch apart
+# (transformers' masking_utils builds a block-diagonal mask from restarting position_ids, per row).
+ROW_SEPARATING_ATTENTION = ("sdpa", "eager")
+
+
+def packed_collator(model, pad_id: int):
+    """The collator that keeps packed examples apart under the model's own attention implementation
+    (`config._attn_implementation`, as loaded): rows as they are for sdpa and eager, one flattened row otherwise."""
+    if model.config._attn_implementation in ROW_SEPARATING_ATTENTION:
+        return PackedCollator(pad_id)
+    return FlattenedCollator()
+
+
 class PackedCollator:
     """Batches packed rows without an attention mask: padding becomes one more (ignored) sequence.
 
     The batch includes `use_cache=False`: a model config's default `use_cache=True` would make the forward
-    pass build a KV cache and attend across the packed examples.
+    pass build a KV cache and attend across the packed examples. The first token of every example is
+    IGNORE in the labels: the token before it ends the previous example and must not learn to predict it.
     """
 
     def __init__(self, pad_id: int):
@@ -116,7 +139,38 @@ class PackedCollator:
         batch = {"input_ids": [], "labels": [], "position_ids": []}
         for row in rows:
             n, pad = len(row["input_ids"]), width - len(row["input_ids"])
+            positions = list(row.get("position_ids") or range(n)) + list(range(pad))
+            labels = list(row.get("labels") or row["input_ids"]) + [IGNORE] * pad
             batch["input_ids"].append(list(row["input_ids"]) + [self.pad_id] * pad)
-            batch["labels"].append(list(row.get("labels") or row["input_ids"]) + [IGNORE] * pad)
-            batch["position_ids"].append(list(row.get("position_ids") or range(n)) + list(range(pad)))
+            batch["labels"].append([IGNORE if p == 0 else label for p, label in zip(positions, labels, strict=True)])
+            batch["position_ids"].append(positions)
         return {**{key: torch.tensor(value) for key, value in batch.items()}, "use_cache": False}
+
+
+class FlattenedCollator:
+    """Padding-free batches for flash attention: all the packed examples of a batch's rows in one row.
+
+    transformers' `DataCollatorWithFlattening` builds it: position_ids restarting per example, the
+    flash-attention kwargs `cu_seq_lens_q/k` and `max_length_q/k` (so the kernel attends within each example
+    without reading the boundaries back from position_ids in every layer), and IGNORE as the label of every
+    example's first token (the loss shifts labels across the whole row). A row without position_ids
+    (a pretraining block) is one example, kept apart from the next block as a row of its own would be.
+    """
+
+    def __init__(self):
+        from transformers import DataCollatorWithFlattening
+
+        self.flatten = DataCollatorWithFlattening(return_flash_attn_kwargs=True)
+
+    def __call__(self, rows: list[dict]) -> dict:
+        return {**self.flatten([example for row in rows for example in _examples(row)]), "use_cache": False}
+
+
+def _examples(row: dict) -> list[dict]:
+    """The examples of a packed row, cut where its position_ids restart."""
+    keys = [key for key in ("input_ids", "labels") if row.get(key) is not None]
+    positions = row.get("position_ids")
+    if positions is None:
+        return [{key: row[key] for key in keys}]
+    starts = [i for i, p in enumerate(positions) if p == 0] + [len(positions)]
+    return [{key: row[key][start:end] for key in keys} for start, end in pairwise(starts)]

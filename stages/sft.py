@@ -12,7 +12,7 @@ from lancy import params as P
 from lancy.errors import run_stage
 from lancy.files import require
 from lancy.models import apply_lora, is_seq2seq, load_model
-from lancy.packing import PackedCollator
+from lancy.packing import packed_collator
 from lancy.tokenization import load_tokenizer
 from lancy.training import callbacks, data_shares, fingerprint, finish, run_facts, train, training_arguments
 
@@ -35,7 +35,7 @@ def main() -> None:
     if is_seq2seq(model.config):  # encoder-decoder: prompts in, completions as labels, padded per batch
         collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
     else:
-        collator = PackedCollator(tokenizer.pad_token_id)
+        collator = packed_collator(model, tokenizer.pad_token_id)  # as its attention keeps examples apart
     trainer = Trainer(model=model, args=args, train_dataset=train_set, data_collator=collator,
                       callbacks=callbacks("sft", facts))
     resumed_from = train(trainer, CHECKPOINTS, fingerprint(P.to_dict(p), [BASE, DATA]))

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.throughput import bench_packing, token_batches
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +37,19 @@ def test_gpu_script_smoke_run_on_cpu(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "bench/gpu_sft.py"), "--smoke", "--out", str(out)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    cases = json.loads(out.read_text())["cases"]
+    results = json.loads(out.read_text())
+    cases = results["cases"]
     assert {(c["packed"], c["attention"]) for c in cases} == {(True, "sdpa"), (False, "sdpa")}
     assert all(c["real_tokens_per_s"] > 0 for c in cases)
+    assert results["packing_check"]["sdpa"] < 1e-4 and "6 N T" in results["flops_formula"]
+
+
+def test_gpu_script_stops_when_packed_examples_attend_to_each_other(monkeypatch):
+    """A collator that lets examples see each other (here: a KV cache, so the position restarts are ignored)."""
+    from bench import gpu_sft
+
+    collate = gpu_sft.packing.packed_collator
+    monkeypatch.setattr(gpu_sft.packing, "packed_collator",
+                        lambda model, pad: lambda rows: {**collate(model, pad)(rows), "use_cache": True})
+    with pytest.raises(SystemExit, match="packing check failed under sdpa"):
+        gpu_sft.check_packing(gpu_sft.model_config(smoke=True), "sdpa", "cpu", row_length=1024)

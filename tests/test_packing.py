@@ -1,13 +1,25 @@
 """lancy.packing: pretraining blocks, SFT examples, best-fit packing, and packed == unpacked logits."""
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import LlamaConfig, LlamaForCausalLM
+import transformers.modeling_flash_attention_utils as flash_utils
+from transformers import AttentionInterface, LlamaConfig, LlamaForCausalLM
+from transformers.integrations.flash_attention import flash_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, flash_attention_mask
 
-from lancy.packing import IGNORE, PackedCollator, pack_blocks, pack_sft, sft_example
+from lancy.packing import (
+    IGNORE,
+    FlattenedCollator,
+    PackedCollator,
+    pack_blocks,
+    pack_sft,
+    packed_collator,
+    sft_example,
+)
 
 # --- pack_blocks ------------------------------------------------------------------------------------------------
 
@@ -158,15 +170,48 @@ def test_packed_collator_pads_as_one_more_sequence():
     assert set(batch) == {"input_ids", "labels", "position_ids", "use_cache"}  # no attention_mask
     assert batch.pop("use_cache") is False
     assert batch["input_ids"].tolist() == [[5, 6, 7, 8], [9, 10, 3, 3]]
-    assert batch["labels"].tolist() == [[IGNORE, 6, 7, 8], [IGNORE, 10, IGNORE, IGNORE]]
+    # 7 starts an example: 6 ends the one before and must not learn to predict it.
+    assert batch["labels"].tolist() == [[IGNORE, 6, IGNORE, 8], [IGNORE, 10, IGNORE, IGNORE]]
     assert batch["position_ids"].tolist() == [[0, 1, 0, 1], [0, 1, 0, 1]]
     assert all(t.dtype == torch.int64 for t in batch.values())
+
+
+def test_flattened_collator_one_padding_free_row_with_flash_kwargs():
+    rows = [
+        {"input_ids": [5, 6, 7, 8], "labels": [5, 6, 7, 8], "position_ids": [0, 1, 0, 1]},
+        {"input_ids": [9, 10, 11], "labels": [IGNORE, 10, 11], "position_ids": [0, 1, 2]},
+    ]
+    batch = FlattenedCollator()(rows)
+    assert batch.pop("use_cache") is False
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9, 10, 11]]
+    assert batch["position_ids"].tolist() == [[0, 1, 0, 1, 0, 1, 2]]
+    assert batch["labels"].tolist() == [[IGNORE, 6, IGNORE, 8, IGNORE, 10, 11]]  # no label crosses a boundary
+    assert batch["cu_seq_lens_q"].tolist() == batch["cu_seq_lens_k"].tolist() == [0, 2, 4, 7]
+    assert batch["max_length_q"] == batch["max_length_k"] == 3
+
+
+def test_flattened_collator_keeps_pretraining_blocks_apart():
+    """Blocks have no labels and no position_ids: each one is a sequence, trained on every token but its first."""
+    batch = FlattenedCollator()([{"input_ids": [1, 2, 3]}, {"input_ids": [4, 5, 6]}])
+    assert batch["input_ids"].tolist() == [[1, 2, 3, 4, 5, 6]]
+    assert batch["labels"].tolist() == [[IGNORE, 2, 3, IGNORE, 5, 6]]
+    assert batch["cu_seq_lens_q"].tolist() == [0, 3, 6]
+
+
+@pytest.mark.parametrize("attention, flattened", [
+    ("sdpa", False), ("eager", False), ("flash_attention_2", True), ("flash_attention_3", True),
+    ("kernels-community/flash-attn2", True), ("paged|flash_attention_2", True),
+])
+def test_collator_follows_the_models_attention(attention, flattened):
+    model = SimpleNamespace(config=SimpleNamespace(_attn_implementation=attention))
+    assert isinstance(packed_collator(model, pad_id=0), FlattenedCollator if flattened else PackedCollator)
 
 
 # --- packed logits == unpacked logits ----------------------------------------------------------------------------
 
 VOCAB, PAD = 96, 0
-LENGTHS = [(30, 24), (20, 15), (17, 10), (12, 9), (9, 6), (5, 3)]  # (tokens, prompt tokens) of each example
+# (tokens, prompt tokens) of each example; (8, 0) is trained on every token, its first one included.
+LENGTHS = [(30, 24), (20, 15), (17, 10), (12, 9), (9, 6), (8, 0), (5, 3)]
 
 
 def _tiny_llama(attention: str):
@@ -192,11 +237,20 @@ def sft_examples():
 
 
 @pytest.fixture(scope="module")
-def packed_batch(sft_examples):
-    packed = pack_sft(sft_examples, max_length=64)
+def packed_rows(sft_examples):
+    packed = list(pack_sft(sft_examples, max_length=64))
     assert len(packed) < len(sft_examples)  # several examples share a row
     assert any(len(_segments(row)) > 1 for row in packed)
-    return PackedCollator(pad_id=PAD)(list(packed))
+    all_labelled = sft_examples[LENGTHS.index((8, 0))]["input_ids"]
+    assert any(row["input_ids"][s:e] == all_labelled  # it follows another example in its row
+               for row in packed for s, e in _segments(row)[1:])
+    return packed
+
+
+@pytest.fixture(scope="module")
+def packed_batch(packed_rows):
+    """The row-wise batch: what sdpa and eager get (and what flash attention got before it was flattened)."""
+    return PackedCollator(pad_id=PAD)(packed_rows)
 
 
 def _locate(batch, examples):
@@ -218,16 +272,73 @@ def _token_losses(logits, labels):
     return F.cross_entropy(logits[:-1], labels[1:], ignore_index=IGNORE, reduction="none")
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_packed_logits_equal_unpacked(attention, sft_examples, packed_batch):
+# --- flash attention on the CPU ----------------------------------------------------------------------------------
+
+FLASH = "recording_flash"
+
+
+@pytest.fixture(scope="module")
+def flash_kernel():
+    """An attention implementation that takes transformers' own flash-attention path, on the CPU.
+
+    It is registered the way transformers registers a hub flash kernel (`hub_kernels.load_and_register_attn_kernel`):
+    `flash_attention_forward` in the AttentionInterface and `flash_attention_mask` in the mask interface, under a
+    name holding "flash" (what `is_flash_attention_requested` looks for). Everything transformers decides for
+    flash_attention_2 is then decided for it: `masking_utils` builds no mask from restarting position_ids (only a
+    padding mask, and none when nothing is padded), and `modeling_flash_attention_utils._flash_attention_forward`
+    picks the varlen kernel for cu_seq_lens_q/k kwargs or for restarting position_ids in a batch of ONE row
+    (`_is_packed_sequence`), the dense kernel (each row one causal sequence) otherwise. Only the CUDA kernels that
+    `_lazy_imports` would load are replaced, by reference kernels that compute causal attention per sequence and
+    record the sequence lengths they were given: what flash attention keeps apart. Yields that record.
+    """
+    calls = []
+
+    def attend(q, k, v, causal, scale):  # one sequence: [tokens, heads, head_dim]
+        out = F.scaled_dot_product_attention(*(x.transpose(0, 1) for x in (q, k, v)), is_causal=causal, scale=scale,
+                                             enable_gqa=True)
+        return out.transpose(0, 1)
+
+    def flash_fn(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False):  # [batch, tokens, heads, head_dim]
+        calls.append(("dense", [q.shape[1]] * q.shape[0]))
+        return torch.stack([attend(q[i], k[i], v[i], causal, softmax_scale) for i in range(q.shape[0])])
+
+    def flash_varlen_fn(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
+                        softmax_scale=None, causal=False):  # [all tokens, heads, head_dim]
+        assert torch.equal(cu_seqlens_q, cu_seqlens_k)
+        bounds = cu_seqlens_q.tolist()
+        calls.append(("varlen", [end - start for start, end in zip(bounds, bounds[1:], strict=False)]))
+        return torch.cat([attend(q[s:e], k[s:e], v[s:e], causal, softmax_scale)
+                          for s, e in zip(bounds, bounds[1:], strict=False)])
+
+    load = flash_utils._lazy_imports
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(flash_utils, "_lazy_imports", lambda implementation, *args, **kwargs: (
+            (flash_fn, flash_varlen_fn, None, flash_utils._pad_input, flash_utils._unpad_input)
+            if implementation == FLASH else load(implementation, *args, **kwargs)))
+        patch.setattr(flash_utils, "_loaded_implementation", flash_utils._loaded_implementation)  # restored after
+        AttentionInterface.register(FLASH, flash_attention_forward)
+        AttentionMaskInterface.register(FLASH, flash_attention_mask)
+        yield calls
+        del AttentionInterface._global_mapping[FLASH], AttentionMaskInterface._global_mapping[FLASH]
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager", FLASH])
+def test_packed_logits_equal_unpacked(attention, sft_examples, packed_rows, flash_kernel):
     model = _tiny_llama(attention)
     assert model.config._attn_implementation == attention
+    batch = packed_collator(model, PAD)(packed_rows)  # the collator training picks for this model
+    flash_kernel.clear()
     with torch.no_grad():
-        packed = model(**packed_batch)  # as the Trainer calls it: input_ids, labels, position_ids, no mask
+        packed = model(**batch)  # as the Trainer calls it: input_ids, labels, position_ids, no mask
+    if attention == FLASH:  # one padding-free row, and in every layer the kernel attends within each example
+        example_lengths = [e - s for s, e in _segments({"position_ids": batch["position_ids"][0].tolist()})]
+        assert batch["input_ids"].shape[0] == 1 and sorted(example_lengths) == sorted(n for n, _ in LENGTHS)
+        assert flash_kernel == [("varlen", example_lengths)] * model.config.num_hidden_layers
+    with torch.no_grad():
         alone = [model(input_ids=torch.tensor([e["input_ids"]])).logits[0] for e in sft_examples]
 
     completion_losses = []
-    for i, b, start in _locate(packed_batch, sft_examples):
+    for i, b, start in _locate(batch, sft_examples):
         n = len(sft_examples[i]["input_ids"])
         logits = packed.logits[b, start : start + n]
         torch.testing.assert_close(logits, alone[i], atol=1e-4, rtol=0)
@@ -271,3 +382,37 @@ def test_packing_needs_use_cache_off(sft_examples, packed_batch):
         cached = model(**row, use_cache=True).logits[0]
         alone = model(input_ids=torch.tensor([sft_examples[i]["input_ids"]])).logits[0]
     assert (cached[start : start + n] - alone).abs().max() > 1e-2
+
+
+def test_flash_attention_mixes_the_examples_of_row_wise_batches(sft_examples, packed_batch, flash_kernel):
+    """Why flash attention gets the flattened collator: the row-wise batch sdpa gets reaches its kernel as whole
+    rows (transformers reads position_ids restarts only in a batch of one row), and an example sees the ones
+    packed before it."""
+    model = _tiny_llama(FLASH)
+    rows, width = packed_batch["input_ids"].shape
+    assert rows > 1
+    flash_kernel.clear()
+    with torch.no_grad():
+        packed = model(**packed_batch).logits
+    assert flash_kernel == [("dense", [width] * rows)] * model.config.num_hidden_layers
+    i, b, start = next((i, b, s) for i, b, s in _locate(packed_batch, sft_examples) if s > 0)
+    n = len(sft_examples[i]["input_ids"])
+    with torch.no_grad():
+        alone = model(input_ids=torch.tensor([sft_examples[i]["input_ids"]])).logits[0]
+    assert (packed[b, start : start + n] - alone).abs().max() > 1e-2
+
+
+def test_flash_attention_keeps_flattened_pretraining_blocks_apart(flash_kernel):
+    """Pretraining blocks flattened into one row: each block attends within itself and its first token is no
+    target, so the loss is the row-wise batch's under sdpa, where every block is a row of its own."""
+    generator = torch.Generator().manual_seed(1)
+    blocks = [{"input_ids": torch.randint(1, VOCAB, (16,), generator=generator).tolist()} for _ in range(3)]
+    model = _tiny_llama(FLASH)
+    flat = packed_collator(model, PAD)(blocks)
+    assert flat["input_ids"].shape == (1, 48)
+    flash_kernel.clear()
+    with torch.no_grad():
+        loss = model(**flat).loss
+        row_wise = _tiny_llama("sdpa")(**PackedCollator(PAD)(blocks)).loss
+    assert flash_kernel == [("varlen", [16, 16, 16])] * model.config.num_hidden_layers
+    torch.testing.assert_close(loss, row_wise, atol=1e-5, rtol=0)
