@@ -32,6 +32,7 @@ class DatasetSpec:
     prompt: str | None = None  # a template name in lancy.prompts.TEMPLATES
     target: str | None = None  # math/qa/instruction/code: the column holding the reference completion
     choices: str | None = None  # multiple choice: the column holding the list of options
+    tests: str | None = None  # code: the column holding unit tests (unittest code) run against a completion
     answer_after: str | None = None  # math: the marker before the final number ('####'); None: exact answer
     prepare: Callable[[dict], dict] | None = None  # derives template fields (or the label) from a raw row
     revision: str | None = None  # a Hub revision, e.g. the parquet conversion of a script-based dataset
@@ -195,6 +196,13 @@ _SPECS = [
         prompt="fiqa", note="Columns question/answer seen in users' code; the card lists no schema.",
     ),
     DatasetSpec(
+        name="financial_qa_10k", hub_id="virattt/financial-qa-10K", config=None, train_split="train",
+        test_split=None, columns=("question", "answer", "context"), task="qa",
+        text_columns=("context", "question", "answer"), target="answer", prompt="financial_qa_10k",
+        note="7,000 questions on excerpts (`context`) of 10-K filings, with `ticker` and `filing` columns (card); "
+        "train split only, so held-out rows are set apart from it.",
+    ),
+    DatasetSpec(
         name="finance_alpaca", hub_id="gbharti/finance-alpaca", config=None, train_split="train", test_split=None,
         columns=("instruction", "input", "output"), task="instruction", text_columns=("instruction", "output"),
         target="output", prompt="alpaca", prepare=_alpaca,
@@ -250,9 +258,10 @@ _SPECS = [
     ),
     DatasetSpec(
         name="bigcodebench", hub_id="bigcode/bigcodebench", config=None, train_split="v0.1.2", test_split=None,
-        columns=("instruct_prompt", "code_prompt", "canonical_solution"), task="code",
+        columns=("instruct_prompt", "code_prompt", "canonical_solution", "test"), task="code",
         text_columns=("instruct_prompt",), target="solution", prompt="bigcodebench", prepare=_bigcodebench,
-        note="Splits are versions (v0.1.2 used); 1,140 tasks, held-out rows set apart from them.",
+        tests="test", note="Splits are versions (v0.1.2 used); 1,140 tasks, held-out rows set apart from them. "
+        "`test` is a unittest module (class TestCases) calling the solution's `task_func`.",
     ),
     DatasetSpec(
         name="common_corpus", hub_id="PleIAs/common_corpus", config=None, train_split="train", test_split=None,
@@ -302,3 +311,8 @@ _SPECS = [
 ]
 
 CATALOG: dict[str, DatasetSpec] = {spec.name: spec for spec in _SPECS}
+
+
+if __name__ == "__main__":  # python -m lancy.catalog: every dataset name, its Hub id and task
+    for spec in _SPECS:
+        print(f"{spec.name}\t{spec.hub_id}{f' ({spec.config})' if spec.config else ''}\t{spec.task}")

@@ -5,6 +5,8 @@ DialoGPT, Qwen2/2.5/3, Llama 3.2, and mixture-of-experts ones such as Mixtral, Q
 every stage, encoder-decoder ones (T5, BART, Switch Transformers) in sft and evaluate. Encoder-only models
 (BERT, RoBERTa, DeBERTa) cannot generate and are refused.
 """
+import functools
+import inspect
 from pathlib import Path
 
 from lancy.errors import LancyError
@@ -84,19 +86,27 @@ def is_seq2seq(config) -> bool:
 
 
 def moe_facts(model) -> dict:
-    """Mixture-of-experts facts from the config: experts, experts per token, active parameters."""
+    """Mixture-of-experts facts from the config: experts, experts per token (1 where the config names none: Switch
+    Transformers routes each token to one expert), active parameters, and whether a router loss is trained."""
     config = model.config
     experts = next((getattr(config, k) for k in EXPERT_COUNT_KEYS if getattr(config, k, None)), None)
     if not experts:
         return {"moe": False}
     per_token = next((getattr(config, k) for k in EXPERTS_PER_TOKEN_KEYS if getattr(config, k, None)), 1)
-    expert_params = sum(p.numel() for n, p in model.named_parameters() if ".experts." in n)
-    total = sum(p.numel() for p in model.parameters())
+    expert_params = sum(logical_numel(p) for n, p in model.named_parameters() if ".experts." in n)
+    total = sum(logical_numel(p) for p in model.parameters())
     return {
         "moe": True, "experts": experts, "experts_per_token": per_token,
         "active_params": int(total - expert_params * (1 - per_token / experts)),
-        "router_aux_loss": bool(getattr(config, "output_router_logits", False)),
+        "router_aux_loss": has_router_loss(config) and bool(getattr(config, "output_router_logits", False)),
     }
+
+
+def has_router_loss(config) -> bool:
+    """Whether the family adds a router load-balancing loss to the LM loss (Mixtral, Qwen3-MoE, Switch
+    Transformers: `router_aux_loss_coef`). transformers' DeepSeek-V2/V3 have none: DeepSeek-V3 balances its
+    experts with a routing bias instead of an auxiliary loss."""
+    return bool(getattr(config, "router_aux_loss_coef", 0))
 
 
 def memory_estimate(total_params: int) -> dict[str, float]:
@@ -117,19 +127,43 @@ def load_model(name: str, attention: str = "auto", quantize: str = "none", stage
         return _load_adapters(name, attention)
     config = load_config(name, stage)
     auto = AutoModelForSeq2SeqLM if is_seq2seq(config) else AutoModelForCausalLM
-    if any(getattr(config, k, None) for k in EXPERT_COUNT_KEYS):
+    router_loss = has_router_loss(config) and any(getattr(config, k, None) for k in EXPERT_COUNT_KEYS)
+    if router_loss:
         config.output_router_logits = True  # MoE: the router's load-balancing loss joins the LM loss in training
     try:
         model = auto.from_pretrained(name, config=config, dtype="float32",
-                                                     attn_implementation=attention_implementation(attention),
+                                                     attn_implementation=_family_attention(config, attention),
                                                      quantization_config=_quantization(quantize))
     except (OSError, ValueError) as error:
         raise LancyError(model_not_found(name, error)) from None
+    if router_loss and _forward_default(model, "output_router_logits") is False:
+        # Switch Transformers reads the flag from forward's argument alone (default False), not from its config
+        model.forward = functools.partial(model.forward, output_router_logits=True)
     if quantize != "none":
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return model
+
+
+def _family_attention(config, attention: str) -> str:
+    """`auto` falls back to what the family implements (T5 has no flash attention, Switch Transformers neither
+    flash nor sdpa attention); an explicit choice is passed on as it is."""
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING
+
+    implementation = attention_implementation(attention)
+    mapping = MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING if is_seq2seq(config) else MODEL_FOR_CAUSAL_LM_MAPPING
+    if attention != "auto" or type(config) not in mapping:
+        return implementation
+    family = mapping[type(config)]
+    if implementation == "flash_attention_2" and not family._supports_flash_attn:
+        implementation = "sdpa"
+    return implementation if implementation != "sdpa" or family._supports_sdpa else "eager"
+
+
+def _forward_default(model, argument: str):
+    parameter = inspect.signature(model.forward).parameters.get(argument)
+    return parameter.default if parameter is not None else None
 
 
 def _quantization(quantize: str):
@@ -166,9 +200,17 @@ def load_config(name: str, stage: str | None = None):
     return config
 
 
+def logical_numel(param) -> int:
+    """A parameter's count of weights: bitsandbytes packs two 4-bit weights per byte of its storage, so a 4-bit
+    `Params4bit` holds half as many elements as weights (counted as PEFT's get_nb_trainable_parameters does)."""
+    if param.__class__.__name__ == "Params4bit":
+        return param.numel() * 2 * param.element_size()
+    return param.numel()
+
+
 def parameter_counts(model) -> dict[str, float]:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(logical_numel(p) for p in model.parameters())
+    trainable = sum(logical_numel(p) for p in model.parameters() if p.requires_grad)
     return {"total_params": total, "trainable_params": trainable, "trainable_share": trainable / max(1, total)}
 
 

@@ -90,7 +90,7 @@ class Pretrain(Train):
     learning_rate: float = 3e-3
     weight_decay: float = 0.01
     eval_steps: int = 0  # 0: every quarter of max_steps
-    load_best_model_at_end: bool = False  # keep the checkpoint with the lowest held-out loss
+    load_best_model_at_end: bool = False  # keep the checkpoint with the lowest validation loss (a slice of train text)
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class Grpo(Train):
     temperature: float = 1.0
     logging_steps: int = 5
     format_weight: float = 0.0  # > 0 adds a format reward (the task's answer shape) with this weight
-    code_execution: bool = False  # code rewards run the completion in lancy.sandbox instead of compiling it
+    code_execution: bool = True  # run code rows' unit tests on completions in lancy.sandbox; false: compile only
     reward_model: str = ""  # a local folder with a sequence-classification model: its score is one more reward
 
 
@@ -217,42 +217,57 @@ def _strings(raw: Any, key: str) -> dict[str, str]:
     return {str(name): _scalar(value, "str", f"{key}.{name}") for name, value in raw.items()}
 
 
-def validate(params: Params) -> None:
-    """Cross-key checks that a single key's type cannot express."""
-    from lancy.catalog import CATALOG  # the catalog imports nothing from here
-    from lancy.tokenization import looks_like_path
+def looks_like_path(name: str) -> bool:
+    """A Hub id is `name` or `owner/name`; anything else (a model name, a reward model) is meant as a folder."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1
 
+
+def unknown_dataset(name: str, catalog: dict) -> str:
+    """What to say about a name that is not in the catalog: the closest known names and where all of them are
+    listed (the catalog has about 200, too many for one line)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, catalog, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(f'`{c}`' for c in close)}? " if close else ""
+    return f"{hint}all {len(catalog)} names: README (Datasets) or `python -m lancy.catalog`"
+
+
+def validate_datasets(params: Params, catalog: dict) -> None:
+    """The checks of keys that name datasets, against the catalog (lancy.catalog.CATALOG)."""
+    for key in ("mixture", "corpus"):
+        for name in getattr(params, key):
+            if name not in catalog:
+                raise LancyError(f"params key `{key}.{name}` names an unknown dataset; {unknown_dataset(name, catalog)}")
+    for key, names in (("data.local", params.data.local), ("data.local_splits", params.data.local_splits),
+                       ("prompts", params.prompts)):
+        for name in names:
+            if name not in catalog:
+                raise LancyError(f"params key `{key}.{name}` names an unknown dataset; {unknown_dataset(name, catalog)}")
+    for name in params.prompts:
+        if catalog[name].task == "corpus":
+            raise LancyError(f"params key `prompts.{name}`: {name} is a text corpus and has no prompt")
+    for name, weight in params.mixture.items():
+        if weight > 0 and catalog[name].task == "corpus":
+            raise LancyError(
+                f"params key `mixture.{name}` is > 0 but {name} is a text corpus with no task; "
+                f"give it weight 0 in mixture (it is still downloaded) and a weight in `corpus`"
+            )
+
+
+def validate(params: Params) -> None:
+    """Cross-key checks that a single key's type cannot express (dataset names aside: validate_datasets)."""
     if params.data.source not in DATA_SOURCES:
         raise LancyError(
             f"params key `data.source` is {params.data.source!r}; use one of: {', '.join(DATA_SOURCES)}"
         )
     for key in ("mixture", "corpus"):
         weights = getattr(params, key)
-        for name in weights:
-            if name not in CATALOG:
-                raise LancyError(
-                    f"params key `{key}.{name}` names an unknown dataset; known datasets: {', '.join(CATALOG)}"
-                )
         if not weights or sum(weights.values()) <= 0:
             raise LancyError(f"params key `{key}` needs at least one dataset with a weight > 0")
-    for key, names in (("data.local", params.data.local), ("data.local_splits", params.data.local_splits),
-                       ("prompts", params.prompts)):
-        for name in names:
-            if name not in CATALOG:
-                raise LancyError(f"params key `{key}.{name}` names an unknown dataset; known: see README (Datasets)")
     if params.data.source == "local":
         for name in params.mixture:
             if name not in params.data.local:
                 raise LancyError(f"`data.source` is local but `data.local.{name}` is not set; give {name}'s folder")
-    for name in params.prompts:
-        if CATALOG[name].task == "corpus":
-            raise LancyError(f"params key `prompts.{name}`: {name} is a text corpus and has no prompt")
-    for name, weight in params.mixture.items():
-        if weight > 0 and CATALOG[name].task == "corpus":
-            raise LancyError(
-                f"params key `mixture.{name}` is > 0 but {name} is a text corpus with no task; "
-                f"give it weight 0 in mixture (it is still downloaded) and a weight in `corpus`"
-            )
     for name in params.corpus:
         if name not in params.mixture:
             raise LancyError(
@@ -295,7 +310,8 @@ def validate(params: Params) -> None:
         raise LancyError("params key `grpo.batch_size` must be a multiple of `grpo.num_generations`")
 
 
-def load_all(path: str | Path = "params.yaml") -> Params:
+def load_all(path: str | Path = "params.yaml", catalog: dict | None = None) -> Params:
+    """All of params.yaml, validated; dataset names too when `catalog` is given."""
     path = Path(path)
     if not path.exists():
         raise LancyError(f"{path} not found; run the stage from the repository root")
@@ -305,12 +321,19 @@ def load_all(path: str | Path = "params.yaml") -> Params:
         raise LancyError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
     params = _build(Params, raw, "")
     validate(params)
+    if catalog is not None:
+        validate_datasets(params, catalog)
     return params
 
 
-def load(keys: tuple[str, ...] | list[str], path: str | Path = "params.yaml") -> SimpleNamespace:
-    """Validate all of params.yaml, then return a view holding only `keys` (dotted, as in dvc.yaml)."""
-    params = load_all(path)
+def load(keys: tuple[str, ...] | list[str], path: str | Path = "params.yaml", catalog: dict | None = None
+         ) -> SimpleNamespace:
+    """Validate all of params.yaml, then return a view holding only `keys` (dotted, as in dvc.yaml).
+
+    The stages that read datasets pass the catalog, and dataset names are checked against it; the others do
+    not import the catalog, so that editing it (a label word) re-runs the stages it touches and no others.
+    """
+    params = load_all(path, catalog)
     view = SimpleNamespace()
     for key in keys:
         node, target = params, view

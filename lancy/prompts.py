@@ -58,6 +58,10 @@ TEMPLATES = {
     ),
     "dm_math": "Answer the math question.\n\nQuestion: {question}\nAnswer:",
     "fiqa": "Answer the financial question.\n\nQuestion: {question}\nAnswer:",
+    "financial_qa_10k": (
+        "Answer the question about a company's 10-K filing from the excerpt.\n\n"
+        "Excerpt: {context}\nQuestion: {question}\nAnswer:"
+    ),
     "alpaca": (
         "Below is an instruction. Write a response that completes it.\n\n"
         "Instruction: {instruction}{context}\nResponse:"

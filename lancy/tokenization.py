@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from lancy.errors import LancyError
+from lancy.params import looks_like_path
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
@@ -43,8 +44,3 @@ def model_not_found(name: str, error: Exception) -> str:
         f"params key `model.name` is `{name}`, which is not a local folder and could not be loaded from the "
         f"Hugging Face Hub (offline, or a wrong id); use `scratch`, a local folder, or a reachable Hub id"
     )
-
-
-def looks_like_path(name: str) -> bool:
-    """A Hub id is `name` or `owner/name`; anything else is meant as a folder."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1

@@ -14,10 +14,10 @@ PARAMS = ("seed", "data")
 
 
 def main() -> None:
-    p = P.load(PARAMS)
+    p = P.load(PARAMS, catalog=CATALOG)
     name = sys.argv[1]
     if name not in CATALOG:
-        raise LancyError(f"unknown dataset `{name}`; known datasets: {', '.join(CATALOG)}")
+        raise LancyError(f"unknown dataset `{name}`; {P.unknown_dataset(name, CATALOG)}")
     splits = fetch(CATALOG[name], p.data, p.seed)
     write_raw(splits, Path("data/raw") / name)
     print(f"{name}: {len(splits['train'])} train, {len(splits['test'])} test rows ({p.data.source})")

@@ -19,7 +19,7 @@ EVAL = Path("data/mixed/eval")
 
 
 def main() -> None:
-    p = P.load(PARAMS)
+    p = P.load(PARAMS, catalog=CATALOG)
     stage = sys.argv[1]
     if stage not in MODELS:
         raise LancyError(f"unknown model `{stage}`; evaluate one of: {', '.join(MODELS)}")

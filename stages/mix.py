@@ -28,7 +28,7 @@ def read_split(name: str, split: str) -> list[dict]:
 
 
 def main() -> None:
-    p = P.load(PARAMS)
+    p = P.load(PARAMS, catalog=CATALOG)
     raw = {name: {split: read_split(name, split) for split in ("train", "test")} for name in p.mixture}
     held_out = set().union(*(held_out_keys(CATALOG[name], raw[name]["test"]) for name in p.mixture))
     dropped = {name: {} for name in p.mixture}

@@ -15,7 +15,7 @@ from lancy import params as P
 from lancy.errors import run_stage
 from lancy.files import require
 from lancy.models import build_scratch_model, load_model
-from lancy.packing import PackedCollator
+from lancy.packing import packed_collator
 from lancy.tokenization import load_tokenizer
 from lancy.training import (
     callbacks,
@@ -68,7 +68,8 @@ def main() -> None:
         arguments.update(save_strategy=arguments["eval_strategy"], save_steps=eval_steps)
     args = TrainingArguments(**arguments)
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-                      data_collator=PackedCollator(tokenizer.pad_token_id), callbacks=callbacks("pretrain", facts))
+                      data_collator=packed_collator(model, tokenizer.pad_token_id),
+                      callbacks=callbacks("pretrain", facts))
     run_id = fingerprint(P.to_dict(p), [DATA / "tokenizer", DATA / "pretrain.parquet", DATA / "pretrain_val.parquet"])
     resumed_from = train(trainer, CHECKPOINTS, run_id)
     eval_loss = trainer.evaluate()["eval_loss"]  # validation loss, logged as eval/loss at the last step

@@ -220,6 +220,24 @@ def fiqa_rows(name):
                  (FIQA_QUESTION,))]
 
 
+FQA_CONTEXT = "Since our original focus on PC graphics, we have expanded into various markets, including data centers."
+FQA_QUESTION = "What area did NVIDIA initially focus on before expanding into other markets?"
+FQA_ANSWER = "NVIDIA initially focused on PC graphics."
+
+
+def financial_qa_10k_row(**changes):
+    """A row in the card's schema: question, answer, context, ticker, filing (all strings)."""
+    return {"question": FQA_QUESTION, "answer": FQA_ANSWER, "context": FQA_CONTEXT, "ticker": "NVDA",
+            "filing": "2023_10K", **changes}
+
+
+def financial_qa_10k_rows(name):
+    prompt = ("Answer the question about a company's 10-K filing from the excerpt.\n\n"
+              f"Excerpt: {FQA_CONTEXT}\nQuestion: {FQA_QUESTION}\nAnswer:")
+    return [Case(financial_qa_10k_row(), f"{FQA_CONTEXT}\n{FQA_QUESTION}\n{FQA_ANSWER}", prompt, " " + FQA_ANSWER,
+                 FQA_ANSWER, (), "\nAnswer:", (FQA_CONTEXT, FQA_QUESTION))]
+
+
 ALPACA = "Below is an instruction. Write a response that completes it.\n\n"
 
 
@@ -440,6 +458,7 @@ def factory(name):
         **dict.fromkeys((f"mmlu_{subject}" for subject in MMLU_SUBJECTS), mmlu_rows),
         "mmlu_pro": mmlu_pro_rows,
         "fiqa": fiqa_rows,
+        "financial_qa_10k": financial_qa_10k_rows,
         "finance_alpaca": finance_alpaca_rows,
         "sujet_qa": sujet_qa_rows,
         "gsm8k": gsm8k_rows,
@@ -472,8 +491,8 @@ def cases(name):
 
 def test_catalog_is_the_widened_one():
     assert len(NAMES) >= 140
-    assert {"imdb", "sst2", "mrpc", "gsm8k", "wikitext", "mmlu", "mmlu_pro", "bigcodebench", "wikitext103"} <= set(
-        NAMES)
+    assert {"imdb", "sst2", "mrpc", "gsm8k", "wikitext", "mmlu", "mmlu_pro", "bigcodebench", "wikitext103",
+            "financial_qa_10k"} <= set(NAMES)
     assert len(MMLU_SUBJECTS) == 57 and all(f"mmlu_{s}" in CATALOG for s in MMLU_SUBJECTS)
     assert all(f"dm_math_{m}" in CATALOG for m in MATH_MODULES)
 
@@ -538,6 +557,7 @@ def test_rows_become_exact_records(name):
             "completion": case.completion,
             "answer": case.answer,
             "labels": list(case.labels),
+            "tests": case.row.get(spec.tests, "") if spec.tests else "",
         }
 
 
@@ -642,6 +662,8 @@ BAD_ROWS = [
     ("dm_math_arithmetic__add_or_sub", {"question": "What is 2 + 2?", "answer": " \n"}, "empty_text"),
     ("fiqa", {"question": FIQA_QUESTION, "answer": ""}, "empty_text"),  # a QA row with an empty answer
     ("fiqa", {"question": FIQA_QUESTION, "answer": None}, "empty_text"),
+    ("financial_qa_10k", financial_qa_10k_row(context=" "), "empty_text"),  # no excerpt: not answerable
+    ("financial_qa_10k", financial_qa_10k_row(answer=""), "empty_text"),
     ("adapt_convfinqa", {"id": "c", "input": "Question: what?\nAnswer:", "label": "  "}, "empty_text"),
     ("adapt_ner", {"id": "n", "input": "", "label": "Apple: organization"}, "empty_text"),
     ("sujet_qa", {"image": None, "qa_pairs": "[]"}, "empty_text"),

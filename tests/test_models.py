@@ -1,5 +1,6 @@
 """Model families from local folders: tiny random-weight models of each family's config class go through
-tokenize, pretrain and sft via `model.name: <folder>`; MoE facts; encoder models refused in one line."""
+tokenize, pretrain and sft via `model.name: <folder>` (encoder-decoders through sft and evaluate); MoE facts and
+router losses; 4-bit parameter counts; bitsandbytes left unloaded without quantization; encoder models refused."""
 import json
 import shutil
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 import yaml
 
 from lancy.errors import LancyError
-from lancy.models import load_config, load_model, memory_estimate, moe_facts
+from lancy.models import apply_lora, load_config, load_model, memory_estimate, moe_facts, parameter_counts
 from lancy.tokenization import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,7 +17,15 @@ TEXTS = [f"review {i}: the film was {'good' if i % 2 else 'bad'} and the cast {i
 
 
 def _configs(vocab: int) -> dict:
-    from transformers import GPT2Config, LlamaConfig, MixtralConfig, Qwen2Config, Qwen3MoeConfig
+    from transformers import (
+        DeepseekV3Config,
+        GPT2Config,
+        LlamaConfig,
+        MixtralConfig,
+        Qwen2Config,
+        Qwen3Config,
+        Qwen3MoeConfig,
+    )
 
     small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
                  intermediate_size=64, max_position_embeddings=128, vocab_size=vocab)
@@ -27,6 +36,12 @@ def _configs(vocab: int) -> dict:
         "mixtral": MixtralConfig(**small, num_local_experts=4, num_experts_per_tok=2),
         "qwen3_moe": Qwen3MoeConfig(**small, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
                                     head_dim=16),
+        "qwen3": Qwen3Config(**small, head_dim=16),
+        # DeepSeek-V3's layout: a dense first layer, then routed experts (grouped top-k) beside a shared expert
+        "deepseek_v3": DeepseekV3Config(**small, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1,
+                                        moe_intermediate_size=32, n_group=1, topk_group=1, first_k_dense_replace=1,
+                                        q_lora_rank=None, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8,
+                                        v_head_dim=16),
     }
 
 
@@ -48,12 +63,65 @@ def folders(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("family", ["mixtral", "qwen3_moe"])
 def test_moe_detected_with_active_parameters_and_router_loss(folders, family):
+    import torch
+
     model = load_model(str(folders[family]))
     facts = moe_facts(model)
     total = sum(p.numel() for p in model.parameters())
     assert facts["moe"] and facts["experts"] == 4 and facts["experts_per_token"] == 2
     assert total / 2 < facts["active_params"] < total  # half the experts' weights are idle per token
     assert facts["router_aux_loss"] and model.config.output_router_logits
+    ids = torch.tensor([list(range(5, 37))])
+    with torch.no_grad():
+        out = model(input_ids=ids, labels=ids)
+        lm_loss = model(input_ids=ids, labels=ids, output_router_logits=False).loss
+    assert out.aux_loss > 0 and out.loss == pytest.approx(lm_loss + model.config.router_aux_loss_coef * out.aux_loss)
+
+
+def test_deepseek_v3_experts_without_an_auxiliary_loss(folders):
+    """DeepSeek-V3 balances experts with a routing bias, and transformers adds no router loss for it: the facts
+    say so, and router logits are not collected for nothing."""
+    model = load_model(str(folders["deepseek_v3"]))
+    facts = moe_facts(model)
+    total = sum(p.numel() for p in model.parameters())
+    routed = sum(p.numel() for name, p in model.named_parameters() if ".mlp.experts." in name)
+    assert facts == {"moe": True, "experts": 4, "experts_per_token": 2, "active_params": total - routed // 2,
+                     "router_aux_loss": False}
+    assert 0 < routed < total and not model.config.output_router_logits
+
+
+def test_4bit_weights_count_as_many_parameters_as_full_precision(folders):
+    """bitsandbytes stores two 4-bit weights per byte: the counts (and the trainable share) are of weights."""
+    from types import SimpleNamespace
+
+    lora = SimpleNamespace(enabled=True, r=4, alpha=8, dropout=0.0, target_modules="all-linear")
+    full, packed = (load_model(str(folders["llama"]), quantize=quantize) for quantize in ("none", "4bit"))
+    assert type(packed.model.layers[0].mlp.up_proj).__name__ == "Linear4bit"
+    assert parameter_counts(packed)["total_params"] == parameter_counts(full)["total_params"]
+    assert parameter_counts(apply_lora(packed, lora)) == parameter_counts(apply_lora(full, lora))
+
+
+def test_bitsandbytes_is_loaded_only_to_quantize(folders, tmp_path):
+    """peft imports bitsandbytes eagerly (seconds, and a CPU kernels warning): training without LoRA and
+    quantization never loads it (the 4-bit and QLoRA tests load it in this process, after the hook)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+import stages.pretrain, stages.sft
+from datasets import Dataset
+from transformers import Trainer, TrainingArguments
+from lancy.models import load_model
+model = load_model({str(folders["llama"])!r})
+rows = Dataset.from_list([{{"input_ids": list(range(5, 21)), "labels": list(range(5, 21))}}] * 2)
+args = TrainingArguments(output_dir={str(tmp_path)!r}, max_steps=1, use_cpu=True, report_to="none",
+                         save_strategy="no", per_device_train_batch_size=2)
+Trainer(model=model, args=args, train_dataset=rows).train()
+assert "bitsandbytes" not in sys.modules, "bitsandbytes loaded without quantization"
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_dense_model_and_memory_estimate(folders):
@@ -102,7 +170,7 @@ def workspace(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("family", ["gpt2", "qwen2", "llama", "mixtral", "qwen3_moe"])
+@pytest.mark.parametrize("family", ["gpt2", "qwen2", "qwen3", "llama", "mixtral", "qwen3_moe", "deepseek_v3"])
 def test_family_through_tokenize_pretrain_and_sft(folders, workspace, family, monkeypatch):
     import stages.pretrain
     import stages.sft
@@ -115,13 +183,13 @@ def test_family_through_tokenize_pretrain_and_sft(folders, workspace, family, mo
     for stage in (stages.tokenize, stages.pretrain, stages.sft):
         stage.main()
     summary = json.loads(Path("metrics/sft/metrics.json").read_text())
-    assert summary["step"] == 2 and summary["moe"] == (family in ("mixtral", "qwen3_moe"))
+    assert summary["step"] == 2 and summary["moe"] == (family in ("mixtral", "qwen3_moe", "deepseek_v3"))
     assert json.loads(Path("metrics/tokenize.json").read_text())["vocab_size"] == 300  # the folder's own tokenizer
     assert (Path("models/sft") / "config.json").exists()
     assert json.loads((Path("models/sft") / "config.json").read_text())["model_type"] == family
 
 
-@pytest.mark.parametrize("family", ["gpt2", "qwen2", "llama", "mixtral", "qwen3_moe"])
+@pytest.mark.parametrize("family", ["gpt2", "qwen2", "qwen3", "llama", "mixtral", "qwen3_moe", "deepseek_v3"])
 def test_packed_rows_keep_examples_apart_in_every_family(folders, family):
     """The packed collator's batches give each example the logits it has alone, whatever the family."""
     import torch
@@ -262,7 +330,7 @@ def test_grpo_with_format_reward_and_a_local_reward_model(workspace, tmp_path, m
 
 @pytest.fixture(scope="module")
 def seq2seq_folders(tmp_path_factory) -> dict[str, Path]:
-    from transformers import AutoModelForSeq2SeqLM, BartConfig, T5Config
+    from transformers import AutoModelForSeq2SeqLM, BartConfig, SwitchTransformersConfig, T5Config
 
     root = tmp_path_factory.mktemp("seq2seq")
     tokenizer = train_tokenizer(TEXTS, 300)
@@ -274,6 +342,11 @@ def seq2seq_folders(tmp_path_factory) -> dict[str, Path]:
                            encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
                            decoder_ffn_dim=64, max_position_embeddings=256, bos_token_id=tokenizer.eos_token_id,
                            **ids),
+        # every second layer a top-1 mixture of experts, as in google/switch-base-8
+        "switch_transformers": SwitchTransformersConfig(vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64,
+                                                        num_layers=2, num_decoder_layers=2, num_heads=4, num_experts=4,
+                                                        expert_capacity=64, encoder_sparse_step=2,
+                                                        decoder_sparse_step=2, **ids),
     }
     for family, config in configs.items():
         AutoModelForSeq2SeqLM.from_config(config).save_pretrained(root / family)
@@ -281,7 +354,29 @@ def seq2seq_folders(tmp_path_factory) -> dict[str, Path]:
     return {family: root / family for family in configs}
 
 
-@pytest.mark.parametrize("family", ["t5", "bart"])
+def test_switch_transformers_trains_its_router_losses(seq2seq_folders):
+    """Switch Transformers adds its router z-loss and load-balancing loss only when forward is asked to: lancy's
+    model always is, so the LM loss that training sees includes them."""
+    import torch
+
+    model = load_model(str(seq2seq_folders["switch_transformers"]))
+    facts = moe_facts(model)
+    total = sum(p.numel() for p in model.parameters())
+    routed = sum(p.numel() for name, p in model.named_parameters() if ".mlp.experts." in name)
+    assert facts == {"moe": True, "experts": 4, "experts_per_token": 1, "active_params": total - routed * 3 // 4,
+                     "router_aux_loss": True}
+    assert model.config._attn_implementation == "eager"  # auto: the family has no sdpa attention
+    ids, labels = torch.tensor([list(range(5, 29))]), torch.tensor([list(range(40, 46))])
+    with torch.no_grad():
+        out = model(input_ids=ids, labels=labels)
+        lm_loss = model(input_ids=ids, labels=labels, output_router_logits=False).loss
+    config = model.config
+    router = (config.router_z_loss_coef * (out.encoder_z_loss + out.decoder_z_loss)
+              + config.router_aux_loss_coef * (out.encoder_aux_loss + out.decoder_aux_loss))
+    assert out.encoder_aux_loss > 0 and out.decoder_aux_loss > 0 and out.loss == pytest.approx(lm_loss + router)
+
+
+@pytest.mark.parametrize("family", ["t5", "bart", "switch_transformers"])
 def test_encoder_decoder_through_sft_and_evaluate(seq2seq_folders, workspace, monkeypatch, family):
     import stages.evaluate
     import stages.pretrain
@@ -299,7 +394,9 @@ def test_encoder_decoder_through_sft_and_evaluate(seq2seq_folders, workspace, mo
         stage.main()
     assert json.loads(Path("metrics/tokenize.json").read_text())["packing"] is False
     assert json.loads(Path("metrics/pretrain/metrics.json").read_text())["token_budget"] == 0
-    assert json.loads(Path("metrics/sft/metrics.json").read_text())["step"] == 2
+    summary = json.loads(Path("metrics/sft/metrics.json").read_text())
+    moe = family == "switch_transformers"
+    assert summary["step"] == 2 and summary["moe"] == moe and summary.get("router_aux_loss", False) == moe
     monkeypatch.setattr("sys.argv", ["evaluate", "sft"])
     stages.evaluate.main()
     result = json.loads(Path("metrics/eval/sft.json").read_text())

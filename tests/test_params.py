@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from lancy import params as P
+from lancy.catalog import CATALOG
 from lancy.errors import LancyError
 
 
@@ -119,9 +120,46 @@ def test_bad_params_name_the_offending_key(case, write_params):
     edit, key = BAD_PARAMS[case]
     path = write_params(edit)
     with pytest.raises(LancyError) as caught:
-        P.load(("seed",), path)  # the whole file is validated, whatever the view
+        P.load(("seed",), path, catalog=CATALOG)  # the whole file is validated, whatever the view
     # The key appears as a whole key (`pretrain.max_stepz`), not merely as part of a longer one.
     assert re.search(rf"`{re.escape(key)}`", str(caught.value)), str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["mixture.imbd", "prompts.imbd"])
+def test_unknown_dataset_suggests_the_closest_names_not_all(key, write_params):
+    with pytest.raises(LancyError) as caught:
+        P.load_all(write_params(_set(key, 0.5 if key.startswith("mixture") else "{text}")), CATALOG)
+    message = str(caught.value)
+    assert f"`{key}` names an unknown dataset; did you mean `imdb`?" in message
+    assert "`python -m lancy.catalog`" in message and "README (Datasets)" in message
+    assert "mmlu_anatomy" not in message and len(message) < 200  # not the ~150 known names
+
+
+def test_unknown_dataset_without_a_close_name_still_says_where_the_names_are():
+
+    assert P.unknown_dataset("zzz", CATALOG) == f"all {len(CATALOG)} names: README (Datasets) or `python -m lancy.catalog`"
+    assert P.unknown_dataset("financial_qa", CATALOG).startswith("did you mean `financial_qa_10k`")
+
+
+def test_download_of_an_unknown_dataset_suggests_the_closest_name(repo_root, monkeypatch):
+    import stages.download
+
+    monkeypatch.chdir(repo_root)
+    monkeypatch.setattr("sys.argv", ["download", "gsm8"])
+    with pytest.raises(LancyError, match="^unknown dataset `gsm8`; did you mean `gsm8k`\\? all .* lancy.catalog`$"):
+        stages.download.main()
+
+
+def test_catalog_listing_names_every_dataset(repo_root):
+    import subprocess
+    import sys
+
+
+    listing = subprocess.run([sys.executable, "-m", "lancy.catalog"], cwd=repo_root, capture_output=True, text=True,
+                             check=True)
+    rows = [line.split("\t") for line in listing.stdout.splitlines()]
+    assert [row[0] for row in rows] == list(CATALOG)
+    assert ["financial_qa_10k", "virattt/financial-qa-10K", "qa"] in rows
 
 
 def test_weights_only_need_ratios(write_params):
@@ -204,3 +242,12 @@ def test_epochs_replace_max_steps(repo_root, training_arguments, tmp_path):
     values = dataclasses.replace(P.load_all(repo_root / "params.yaml").sft, epochs=2.0)
     args = training_arguments(values, tmp_path, seed=0)
     assert args["max_steps"] == -1 and args["num_train_epochs"] == 2.0 and args["save_strategy"] == "epoch"
+
+
+def test_dataset_names_are_checked_only_with_the_catalog(write_params):
+    """Stages that read no dataset key load params without the catalog (so a catalog edit does not re-run them);
+    the stages that do (download, mix, evaluate) pass it and get the check."""
+    path = write_params(_set("mixture.imbd", 0.5))
+    assert P.load(("seed",), path).seed == 42
+    with pytest.raises(LancyError, match="mixture.imbd"):
+        P.load(("seed",), path, catalog=CATALOG)
