@@ -10,6 +10,8 @@ Adding a dataset is adding an entry here (plus a test row in tests/test_catalog.
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lancy.errors import LancyError
+
 TASKS = ("classification", "multiple_choice", "math", "qa", "instruction", "code", "corpus")
 VIEWS = ("pretrain", "sft", "rl", "eval")
 TASK_VIEWS = ("sft", "rl", "eval", "pretrain")
@@ -38,6 +40,26 @@ class DatasetSpec:
     revision: str | None = None  # a Hub revision, e.g. the parquet conversion of a script-based dataset
     streaming: bool = False  # huge corpora: stream and stop at the row/character budget
     note: str = ""
+
+
+def check_columns(spec: DatasetSpec, row: dict, where: str) -> None:
+    """Refuse, naming the column, a raw row that lacks one of the columns the entry expects."""
+    missing = [column for column in spec.columns if column not in row]
+    if missing:
+        raise LancyError(
+            f"dataset {spec.name} ({where}) has no column `{missing[0]}`; "
+            f"its catalog entry expects columns: {', '.join(spec.columns)}"
+        )
+
+
+def filled(value) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def to_text(spec: DatasetSpec, row: dict) -> str | None:
+    """The row's pretraining text, or None when it has none (e.g. a blank wikitext line)."""
+    parts = [row[c].strip() for c in spec.text_columns if filled(row.get(c))]
+    return "\n".join(parts) if parts else None
 
 
 # Script-based Hub datasets do not load with datasets>=4; the Hub keeps a parquet conversion of them.

@@ -14,22 +14,9 @@ A row that cannot be harmonized without guessing is dropped with a reason (count
 never mislabeled.
 """
 from lancy.answers import LETTERS, final_number
-from lancy.catalog import DatasetSpec
+from lancy.catalog import DatasetSpec, check_columns, filled, to_text  # noqa: F401 (re-exported)
 from lancy.errors import LancyError
 from lancy.prompts import render
-
-
-def check_columns(spec: DatasetSpec, row: dict, where: str) -> None:
-    missing = [column for column in spec.columns if column not in row]
-    if missing:
-        raise LancyError(
-            f"dataset {spec.name} ({where}) has no column `{missing[0]}`; "
-            f"its catalog entry expects columns: {', '.join(spec.columns)}"
-        )
-
-
-def _filled(value) -> bool:
-    return isinstance(value, str) and bool(value.strip())
 
 
 def _target(spec: DatasetSpec, fields: dict) -> tuple[str | None, str | None, str | None]:
@@ -41,7 +28,7 @@ def _target(spec: DatasetSpec, fields: dict) -> tuple[str | None, str | None, st
         return " " + labels[label], labels[label], None
     if spec.task == "multiple_choice":
         options, answer = fields[spec.choices], fields[spec.label_column]
-        if not options or len(options) > len(LETTERS) or not all(_filled(str(o)) for o in options):
+        if not options or len(options) > len(LETTERS) or not all(filled(str(o)) for o in options):
             return None, None, "bad_options"
         in_range = isinstance(answer, int) and 0 <= answer < len(options)
         letter = LETTERS[answer] if in_range else str(answer).strip()
@@ -66,7 +53,7 @@ def to_record(spec: DatasetSpec, row: dict, template: str | None = None) -> tupl
     if spec.task == "corpus":
         raise ValueError(f"{spec.name} is a corpus: it has text, not task records")
     fields = {**row, **(spec.prepare(row) if spec.prepare else {})}
-    if not all(_filled(fields.get(c)) for c in spec.text_columns):
+    if not all(filled(fields.get(c)) for c in spec.text_columns):
         return None, "empty_text"
     completion, answer, reason = _target(spec, fields)
     if reason:
@@ -91,14 +78,8 @@ def to_record(spec: DatasetSpec, row: dict, template: str | None = None) -> tupl
         ) from None
     record = {"source": spec.name, "task": spec.task, "prompt": prompt}
     tests = fields.get(spec.tests) if spec.tests else None
-    record.update(completion=completion, answer=answer, labels=list(labels), tests=tests if _filled(tests) else "")
+    record.update(completion=completion, answer=answer, labels=list(labels), tests=tests if filled(tests) else "")
     return record, None
-
-
-def to_text(spec: DatasetSpec, row: dict) -> str | None:
-    """The row's pretraining text, or None when it has none (e.g. a blank wikitext line)."""
-    parts = [row[c].strip() for c in spec.text_columns if _filled(row.get(c))]
-    return "\n".join(parts) if parts else None
 
 
 def harmonize_rows(

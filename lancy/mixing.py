@@ -23,8 +23,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-from lancy.catalog import DatasetSpec
-from lancy.harmonize import to_text
+from lancy.catalog import DatasetSpec, to_text
 
 MIN_WORDS = 4
 

@@ -15,10 +15,9 @@ import os
 from pathlib import Path
 
 from lancy import embedded
-from lancy.catalog import DatasetSpec
+from lancy.catalog import DatasetSpec, check_columns, to_text
 from lancy.errors import LancyError
 from lancy.files import write_jsonl
-from lancy.harmonize import check_columns, to_text
 
 BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 SHUFFLE_BUFFER = 10_000

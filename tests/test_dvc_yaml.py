@@ -170,7 +170,8 @@ def test_script_params_exist_in_params_yaml(name, params_yaml):
 def test_script_loads_exactly_its_params(name, repo_root):
     calls = _load_calls(_script(repo_root, name))
     assert len(calls) == 1, f"stages/{name}.py should load params once"
-    assert [ast.unparse(arg) for arg in calls[0].args] == ["PARAMS"] and not calls[0].keywords
+    assert [ast.unparse(arg) for arg in calls[0].args] == ["PARAMS"]
+    assert [ast.unparse(k) for k in calls[0].keywords] in ([], ["catalog=CATALOG"])
 
 
 @pytest.mark.parametrize("name", STAGES)
@@ -263,3 +264,58 @@ def test_metrics_outs_are_not_cached(dvc, params_yaml):
                     path, options = next(iter(out.items()))
                     if path.startswith("metrics/"):
                         assert options.get("cache") is False, f"{name}: {path} is cached"
+
+
+# --- code deps: every lancy module a stage imports, transitively ---------------------------------------------
+
+
+def _imported_lancy_modules(path) -> set[str]:
+    """The lancy modules a file imports anywhere (top level or inside a function: both run), as dotted names."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("lancy.")}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module == "lancy":  # from lancy import params
+                found |= {f"lancy.{alias.name}" for alias in node.names}
+            elif node.module.startswith("lancy."):
+                found.add(node.module)
+    return found
+
+
+def import_closure(repo_root, module: str) -> set[str]:
+    """Files of the lancy modules `module` (e.g. stages.mix) reaches through imports, lancy/__init__.py aside."""
+    seen, todo = set(), [module]
+    while todo:
+        path = repo_root / (todo.pop().replace(".", "/") + ".py")
+        for name in _imported_lancy_modules(path):
+            file = name.replace(".", "/") + ".py"
+            if file not in seen:
+                seen.add(file)
+                todo.append(name)
+    return seen
+
+
+def test_import_closure_follows_imports_inside_functions(tmp_path):
+    (tmp_path / "lancy").mkdir()
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "s.py").write_text("from lancy import a\nimport lancy.b as b\n")
+    (tmp_path / "lancy" / "a.py").write_text("def f():\n    from lancy.c import x\n")
+    (tmp_path / "lancy" / "b.py").write_text("import os\n")
+    (tmp_path / "lancy" / "c.py").write_text("from lancy.a import f\nx = 1\n")
+    assert import_closure(tmp_path, "stages.s") == {"lancy/a.py", "lancy/b.py", "lancy/c.py"}
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_code_deps_are_the_import_closure(name, dvc, repo_root):
+    """A stage re-runs when any library module it runs changes, and only then: its lancy/ deps in dvc.yaml are
+    exactly the modules its script (and lancy.launch, for launched stages) imports, transitively."""
+    body = _body(dvc["stages"][name])
+    # Importing any lancy module runs lancy/__init__.py first: what it imports runs in every stage.
+    closure = import_closure(repo_root, f"stages.{name}") | import_closure(repo_root, "lancy.__init__")
+    if "lancy.launch" in body["cmd"]:
+        closure |= {"lancy/launch.py"} | import_closure(repo_root, "lancy.launch")
+    declared = {dep for dep in body["deps"] if dep.startswith("lancy/")}
+    assert not closure - declared, f"dvc.yaml stage {name} misses deps it imports: {sorted(closure - declared)}"
+    assert not declared - closure, f"dvc.yaml stage {name} lists deps it never imports: {sorted(declared - closure)}"
