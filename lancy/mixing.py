@@ -60,27 +60,35 @@ def _draw(pool: list, n: int, rng: random.Random, upsample: bool) -> tuple[list,
 
 
 def sample_tasks(
-    pools: dict[str, list[dict]], weights: dict[str, float], sft_rows: int, rl_rows: int, seed: int, upsample: bool
+    pools: dict[str, list[dict]], weights: dict[str, float], sft_rows: int, rl_rows: int, seed: int, upsample: bool,
+    rl_weights: dict[str, float] | None = None,
 ) -> tuple[list[dict], list[dict], dict]:
-    """Disjoint SFT and RL samples of the task mixture, and per-source stats."""
+    """Disjoint SFT and RL samples of the task mixture, and per-source stats.
+
+    RL prompts follow `rl_weights` (`rl_mixture`), or the SFT weights when it is empty; a source may feed
+    GRPO alone (SFT weight 0), so the policy learns it from rewards only.
+    """
     rates = normalize(weights)
-    sft_counts, rl_counts = allocate(rates, sft_rows), allocate(rates, rl_rows)
+    rl_rates = normalize(rl_weights) if rl_weights else rates
+    sft_counts, rl_counts = allocate(rates, sft_rows), allocate(rl_rates, rl_rows)
     sft, rl, stats = [], [], {}
-    for name, rate in rates.items():
+    for name in (n for n in weights if n in rates or n in rl_rates):  # params order
         rng = random.Random(f"{seed}-mix-{name}")
         pool = list(pools[name])
         rng.shuffle(pool)
-        want_sft, want_rl = sft_counts[name], rl_counts[name]
-        # The RL rows are held apart first, so GRPO prompts are never rows the SFT model was trained on.
+        rate, want_sft, want_rl = rates.get(name, 0.0), sft_counts.get(name, 0), rl_counts.get(name, 0)
+        # SFT rows come first and RL prompts from the rest, so GRPO prompts are never rows the SFT model was
+        # trained on, and changing `rl_mixture` leaves the SFT rows as they are (unless the pool is short).
         need = want_sft + want_rl
-        rl_share = want_rl if len(pool) >= need else round(len(pool) * want_rl / need)
-        rl_part, rl_extra = _draw(pool[:rl_share], want_rl, rng, upsample)
-        sft_part, sft_extra = _draw(pool[rl_share:], want_sft, rng, upsample)
+        sft_share = want_sft if len(pool) >= need else len(pool) - round(len(pool) * want_rl / need)
+        sft_part, sft_extra = _draw(pool[:sft_share], want_sft, rng, upsample)
+        rl_part, rl_extra = _draw(pool[sft_share:], want_rl, rng, upsample)
         sft += sft_part
         rl += rl_part
         stats[name] = {
             "weight": weights[name],
             "rate": rate,
+            "rl_rate": rl_rates.get(name, 0.0),
             "requested_rows": want_sft,
             "rows": len(sft_part),
             "rl_rows": len(rl_part),

@@ -140,6 +140,7 @@ class Params:
     seed: int = 42
     data: Data = field(default_factory=Data)
     mixture: dict[str, float] = field(default_factory=dict)
+    rl_mixture: dict[str, float] = field(default_factory=dict)  # GRPO prompts' shares; empty: those of mixture
     corpus: dict[str, float] = field(default_factory=dict)
     mix: Mix = field(default_factory=Mix)
     model: Model = field(default_factory=Model)
@@ -246,6 +247,9 @@ def validate_datasets(params: Params, catalog: dict) -> None:
     for name in params.prompts:
         if catalog[name].task == "corpus":
             raise LancyError(f"params key `prompts.{name}`: {name} is a text corpus and has no prompt")
+    for name, weight in params.rl_mixture.items():
+        if weight > 0 and catalog[name].task == "corpus":
+            raise LancyError(f"params key `rl_mixture.{name}`: {name} is a text corpus with no task to reward")
     for name, weight in params.mixture.items():
         if weight > 0 and catalog[name].task == "corpus":
             raise LancyError(
@@ -268,6 +272,15 @@ def validate(params: Params) -> None:
         for name in params.mixture:
             if name not in params.data.local:
                 raise LancyError(f"`data.source` is local but `data.local.{name}` is not set; give {name}'s folder")
+    for name in params.rl_mixture:
+        if name not in params.mixture:
+            raise LancyError(
+                f"params key `rl_mixture.{name}`: {name} is not in `mixture`, so it is not downloaded; "
+                f"add `mixture.{name}: 0` (weight 0 keeps it out of SFT)"
+            )
+    if params.rl_mixture and sum(params.rl_mixture.values()) <= 0:
+        raise LancyError("params key `rl_mixture` needs a dataset with a weight > 0, or no entries (then GRPO "
+                         "prompts follow `mixture`)")
     for name in params.corpus:
         if name not in params.mixture:
             raise LancyError(

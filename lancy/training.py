@@ -88,6 +88,22 @@ def run_facts(model, section, tokens_per_row: int, **extra) -> dict:
     }
 
 
+def reward_summary(log_history: list[dict]) -> dict:
+    """Whether GRPO learned, from its logged steps: the mean reward of the first and last quarter of the run, and
+    the mean share of groups whose completions all got the same reward (those give no gradient at all)."""
+    logs = [entry for entry in log_history if "reward" in entry and "frac_reward_zero_std" in entry]
+    if not logs:
+        return {}
+    last_step = logs[-1]["step"]
+    quarter = lambda low, high: [e["reward"] for e in logs if low < e["step"] / last_step <= high]  # noqa: E731
+    first, last = quarter(0, 0.25) or [logs[0]["reward"]], quarter(0.75, 1) or [logs[-1]["reward"]]
+    return {
+        "reward_first_quarter": sum(first) / len(first),
+        "reward_last_quarter": sum(last) / len(last),
+        "frac_reward_zero_std": sum(e["frac_reward_zero_std"] for e in logs) / len(logs),
+    }
+
+
 class StepDVCLiveCallback(DVCLiveCallback):
     """DVCLive's callback counts its own log calls; this one logs at the trainer's optimizer step."""
 

@@ -14,7 +14,16 @@ from lancy.files import read_jsonl, require
 from lancy.models import apply_lora, load_model
 from lancy.rewards import format_reward, task_reward, task_reward_compile_only
 from lancy.tokenization import load_tokenizer
-from lancy.training import callbacks, data_shares, fingerprint, finish, run_facts, train, training_arguments
+from lancy.training import (
+    callbacks,
+    data_shares,
+    fingerprint,
+    finish,
+    reward_summary,
+    run_facts,
+    train,
+    training_arguments,
+)
 
 PARAMS = ("seed", "model.attention", "grpo")
 BASE, DATA = Path("models/sft"), Path("data/tokenized/rl.jsonl")
@@ -46,7 +55,8 @@ def main() -> None:
     trainer = GRPOTrainer(model=model, reward_funcs=[reward for reward, _ in rewards], args=config,
                           train_dataset=prompts, processing_class=tokenizer, callbacks=callbacks("grpo", facts))
     resumed_from = train(trainer, CHECKPOINTS, fingerprint(P.to_dict(p), [BASE, DATA]))
-    finish(trainer, tokenizer, OUT, CHECKPOINTS, {**facts, "resumed_from_step": resumed_from}, g.lora, str(BASE))
+    summary = {**facts, **reward_summary(trainer.state.log_history), "resumed_from_step": resumed_from}
+    finish(trainer, tokenizer, OUT, CHECKPOINTS, summary, g.lora, str(BASE))
 
 
 if __name__ == "__main__":

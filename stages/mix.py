@@ -16,7 +16,7 @@ from lancy.files import read_jsonl, write_json, write_jsonl
 from lancy.harmonize import harmonize_rows
 from lancy.mixing import experiment_tag, held_out_keys, remove_held_out, sample_corpus, sample_tasks, split_validation
 
-PARAMS = ("seed", "mixture", "corpus", "mix", "prompts")
+PARAMS = ("seed", "mixture", "rl_mixture", "corpus", "mix", "prompts")
 RAW, OUT = Path("data/raw"), Path("data/mixed")
 
 
@@ -43,7 +43,7 @@ def main() -> None:
 
     tasks = {name: p.mixture[name] for name in p.mixture if CATALOG[name].task != "corpus"}
     sft, rl, task_stats = sample_tasks(
-        {n: train[n][0] for n in tasks}, tasks, p.mix.sft_rows, p.mix.rl_rows, p.seed, p.mix.upsample
+        {n: train[n][0] for n in tasks}, tasks, p.mix.sft_rows, p.mix.rl_rows, p.seed, p.mix.upsample, p.rl_mixture
     )
     # The pretraining eval loss (and checkpoint choice) is on a twentieth of the corpus size, same weights,
     # set apart from the train texts: never on the held-out rows that `evaluate` reports.

@@ -142,6 +142,19 @@ def test_adding_a_source_keeps_the_rows_of_another():
     assert _prompts(rl_two, "a") == _prompts(rl_three, "a")
 
 
+def test_rl_mixture_sets_the_rl_prompts_alone():
+    """rl_mixture reshapes the GRPO prompts and leaves the SFT rows as they were; a source with SFT weight 0 can
+    feed GRPO alone; an empty rl_mixture is the SFT weights (the same rows, byte for byte)."""
+    weights = {"a": 0.5, "b": 0.5, "c": 0.0}
+    sft, rl, stats = sample_tasks(POOLS, weights, 100, 40, 1, False)
+    assert sample_tasks(POOLS, weights, 100, 40, 1, False, {}) == (sft, rl, stats)
+    sft2, rl2, stats2 = sample_tasks(POOLS, weights, 100, 40, 1, False, {"b": 0.25, "c": 0.75})
+    assert sft2 == sft
+    assert [len(_prompts(rl2, name)) for name in "abc"] == [0, 10, 30]
+    assert stats2["c"]["rows"] == 0 and stats2["c"]["rl_rows"] == 30 and stats2["c"]["rl_rate"] == 0.75
+    assert not _prompts(sft2) & _prompts(rl2)
+
+
 def test_changing_the_seed_changes_the_sample():
     sft_1, rl_1, _ = sample_tasks(POOLS, WEIGHTS, 100, 20, seed=1, upsample=False)
     sft_2, rl_2, _ = sample_tasks(POOLS, WEIGHTS, 100, 20, seed=2, upsample=False)

@@ -144,3 +144,13 @@ def test_same_params_give_the_same_pretrained_model(workspace: Path, tmp_path: P
         _stage(root, "stages.pretrain")
         digests.append(hashlib.sha256((root / "models/pretrain/model.safetensors").read_bytes()).hexdigest())
     assert digests[0] == digests[1]
+
+
+def test_reward_summary_of_a_grpo_log():
+    """The GRPO criteria from TRL's logged steps: first vs last quarter reward, mean share of zero-std groups."""
+    from lancy.training import reward_summary
+
+    logs = [{"step": s, "reward": s / 8, "frac_reward_zero_std": 0.25} for s in range(1, 9)] + [{"step": 8, "loss": 0}]
+    assert reward_summary(logs) == {"reward_first_quarter": (1 / 8 + 2 / 8) / 2, "reward_last_quarter": (7 / 8 + 1) / 2,
+                                    "frac_reward_zero_std": 0.25}
+    assert reward_summary([{"step": 1, "loss": 0.1}]) == {}
