@@ -1,6 +1,7 @@
 """The whole pipeline through the real dvc commands, on a copy of the repository with reduced sizes.
 
-dvc repro -> a second dvc repro is a no-op -> dvc exp run -S mixture.imdb=0.7 re-runs only what the
+dvc repro -> a second dvc repro is a no-op -> code edits make exactly the stages they touch out of date ->
+dvc exp run -S mixture.imdb=0.7 re-runs only what the
 weight touches -> dvc exp run -S '+mixture.mrpc=0.2' downloads mrpc alone; dvc metrics diff shows both.
 """
 import json
@@ -79,6 +80,21 @@ def test_repro_then_noop_then_experiments(project: Path):
     assert {"imdb", "sst2", "gsm8k", "wikitext"} <= set(evaluation)
     assert 0 <= evaluation["imdb"]["accuracy"] <= 1 and evaluation["wikitext"]["perplexity"] > 1
 
+    assert _ran(_run(["dvc", "repro"], project)) == set()
+
+    # A code change re-runs what it touches: a label word edited in the catalog makes mix (and all that follows
+    # it) out of date; a change to the training loop leaves the data stages alone.
+    catalog = project / "lancy" / "catalog.py"
+    original = catalog.read_text()
+    catalog.write_text(original.replace('labels=("negative", "positive")', 'labels=("negative", "favourable")', 1))
+    changed = set(json.loads(_run(["dvc", "status", "--json"], project)))
+    assert {"mix", "evaluate@sft", "evaluate@grpo"} <= changed and "pretrain" not in changed
+    catalog.write_text(original)
+    training = project / "lancy" / "training.py"
+    training.write_text(training.read_text() + "\n# edited\n")
+    changed = set(json.loads(_run(["dvc", "status", "--json"], project)))
+    assert {"pretrain", "sft", "grpo"} <= changed and not changed & {"mix", "tokenize", "evaluate@sft"}
+    _run(["git", "checkout", "lancy/training.py"], project)
     assert _ran(_run(["dvc", "repro"], project)) == set()
     _run(["git", "add", "-A"], project)
     _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], project)
