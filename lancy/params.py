@@ -235,15 +235,12 @@ def unknown_dataset(name: str, catalog: dict) -> str:
 
 def validate_datasets(params: Params, catalog: dict) -> None:
     """The checks of keys that name datasets, against the catalog (lancy.catalog.CATALOG)."""
-    for key in ("mixture", "corpus"):
-        for name in getattr(params, key):
-            if name not in catalog:
-                raise LancyError(f"params key `{key}.{name}` names an unknown dataset; {unknown_dataset(name, catalog)}")
-    for key, names in (("data.local", params.data.local), ("data.local_splits", params.data.local_splits),
-                       ("prompts", params.prompts)):
+    for key, names in (("mixture", params.mixture), ("corpus", params.corpus), ("data.local", params.data.local),
+                       ("data.local_splits", params.data.local_splits), ("prompts", params.prompts)):
         for name in names:
             if name not in catalog:
-                raise LancyError(f"params key `{key}.{name}` names an unknown dataset; {unknown_dataset(name, catalog)}")
+                raise LancyError(f"params key `{key}.{name}` names an unknown dataset; "
+                                 f"{unknown_dataset(name, catalog)}")
     for name in params.prompts:
         if catalog[name].task == "corpus":
             raise LancyError(f"params key `prompts.{name}`: {name} is a text corpus and has no prompt")

@@ -136,8 +136,8 @@ def test_unknown_dataset_suggests_the_closest_names_not_all(key, write_params):
 
 
 def test_unknown_dataset_without_a_close_name_still_says_where_the_names_are():
-
-    assert P.unknown_dataset("zzz", CATALOG) == f"all {len(CATALOG)} names: README (Datasets) or `python -m lancy.catalog`"
+    where = "README (Datasets) or `python -m lancy.catalog`"
+    assert P.unknown_dataset("zzz", CATALOG) == f"all {len(CATALOG)} names: {where}"
     assert P.unknown_dataset("financial_qa", CATALOG).startswith("did you mean `financial_qa_10k`")
 
 
