@@ -103,13 +103,13 @@ class Sft(Train):
 @dataclass(frozen=True)
 class Grpo(Train):
     lora: Lora = field(default_factory=Lora)
-    max_steps: int = 30
-    num_generations: int = 4  # group size
+    max_steps: int = 40
+    num_generations: int = 8  # group size
     beta: float = 0.0  # KL coefficient
-    learning_rate: float = 1e-5
+    learning_rate: float = 3e-4
     warmup_ratio: float = 0.0
     max_completion_length: int = 8
-    temperature: float = 1.0
+    temperature: float = 1.5
     logging_steps: int = 1
     format_weight: float = 0.0  # > 0 adds a format reward (the task's answer shape) with this weight
     code_execution: bool = True  # run code rows' unit tests on completions in lancy.sandbox; false: compile only
