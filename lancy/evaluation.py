@@ -62,10 +62,11 @@ def evaluate_tasks(model, tokenizer, task: str, records: list[dict], max_new_tok
     if task == "math":
         return {"exact_match": _mean(math_correct(o, r["answer"]) for o, r in pairs), "rows": len(records)}
     if task == "code":
-        tested = [(o, r["tests"]) for o, r in pairs if r.get("tests")]  # pass@1 is None when no row has tests
-        passed = [substantive_code(o) and run_tests(o.strip("\n"), tests).all_passed for o, tests in tested]
-        return {"pass_at_1": _mean(passed) if tested else None,
-                "syntax_valid": _mean(substantive_code(o) for o, _ in pairs), "rows": len(records)}
+        substantive = [substantive_code(o) for o, _ in pairs]
+        tested = [(o, r["tests"], ok) for (o, r), ok in zip(pairs, substantive, strict=True) if r.get("tests")]
+        passed = [ok and run_tests(o.strip("\n"), tests).all_passed for o, tests, ok in tested]
+        return {"pass_at_1": _mean(passed) if tested else None,  # None when no row has tests
+                "syntax_valid": _mean(substantive), "rows": len(records)}
     return {"token_f1": _mean(token_f1(o, r["answer"]) for o, r in pairs), "rows": len(records)}
 
 

@@ -14,7 +14,7 @@ A row that cannot be harmonized without guessing is dropped with a reason (count
 never mislabeled.
 """
 from lancy.answers import LETTERS, final_number
-from lancy.catalog import DatasetSpec, check_columns, filled, to_text  # noqa: F401 (re-exported)
+from lancy.catalog import DatasetSpec, check_columns, filled, to_text
 from lancy.errors import LancyError
 from lancy.prompts import render
 
