@@ -12,11 +12,18 @@ Corpus text:   plain text for pretraining, from the entry's text columns.
 
 A row that cannot be harmonized without guessing is dropped with a reason (counted in metrics/mix.json),
 never mislabeled.
+
+The mix stage harmonizes Arrow tables with `harmonize_batch` (a batched `Dataset.map` function): one output row
+per raw row, holding its record (or why it was dropped), its pretraining text, their sizes in characters, and
+whether it holds held-out text (lancy.mixing).
 """
 from lancy.answers import LETTERS, final_number
 from lancy.catalog import DatasetSpec, check_columns, filled, to_text
 from lancy.errors import LancyError
+from lancy.mixing import held_out_mask, row_input
 from lancy.prompts import render
+
+RECORD = ("source", "task", "prompt", "completion", "answer", "labels", "tests")
 
 
 def _target(spec: DatasetSpec, fields: dict) -> tuple[str | None, str | None, str | None]:
@@ -100,3 +107,43 @@ def harmonize_rows(
             else:
                 records.append(record)
     return records, texts
+
+
+def harmonized_features():
+    """The columns `harmonize_batch` writes: a record's (None when dropped) and the bookkeeping ones."""
+    from datasets import Features, List, Value
+
+    text = Value("string")
+    return Features({
+        **{key: text for key in RECORD if key != "labels"}, "labels": List(text),
+        "text": text, "record_chars": Value("int64"), "text_chars": Value("int64"),
+        "dropped": text, "held_out": Value("bool"),
+    })
+
+
+def harmonize_batch(batch: dict, spec: DatasetSpec, split: str, template: str | None = None,
+                    held_out: set[bytes] | None = None) -> dict:
+    """Batched-map form of `harmonize_rows`: per raw row its source, task and record fields (None with the
+    reason in `dropped` when the row cannot be harmonized, or for a corpus), `text` (pretraining text or None), `record_chars` and `text_chars`,
+    and `held_out`: whether its input or text is one of the `held_out` text hashes."""
+    rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+    if rows:
+        check_columns(spec, rows[0], f"{split} split")
+    out = {key: [] for key in (*RECORD, "text", "record_chars", "text_chars", "dropped")}
+    for row in rows:
+        text = to_text(spec, row)
+        record, reason = to_record(spec, row, template) if spec.task != "corpus" else (None, None)
+        for key in RECORD:
+            out[key].append(record[key] if record else None)
+        out["source"][-1], out["task"][-1] = spec.name, spec.task
+        out["text"].append(text)
+        out["record_chars"].append(len(record["prompt"]) + len(record["completion"]) if record else 0)
+        out["text_chars"].append(len(text) if text is not None else 0)
+        out["dropped"].append(reason)
+    if held_out:
+        inputs = held_out_mask([row_input(spec, row) for row in rows], held_out)
+        texts = held_out_mask(out["text"], held_out)
+        out["held_out"] = [a or b for a, b in zip(inputs, texts, strict=True)]
+    else:
+        out["held_out"] = [False] * len(rows)
+    return out

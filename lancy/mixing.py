@@ -6,6 +6,10 @@ source contributes. Rows are drawn without replacement; when a source has too fe
 has (its effective rate then falls short of the requested one, and metrics/mix.json says so) unless
 `mix.upsample` allows drawing with replacement.
 
+Sampling works on row numbers and sizes (seeded numpy permutations of each pool, its `record_chars` or
+`text_chars` column), never on the rows: `take` makes the output an indices mapping over the memory-mapped
+pools, which the mix stage writes batch by batch.
+
 Held-out text never reaches training, whichever dataset holds it: datasets of one run often share text
 (the nested FinancialPhraseBank configs, gsm8k and gsm8k_socratic, an MMLU subject and `mmlu`), so each
 train row is checked against the held-out rows of every dataset of the run before anything is sampled.
@@ -18,12 +22,13 @@ quoting a held-out sentence on its own line is caught, a sentence inside a longe
 texts are kept as a set of hashes: bounded memory, and `held_out_mask` works on any batch of texts.
 """
 import hashlib
-import random
 import re
-from collections import Counter
 from collections.abc import Iterable
 
+import numpy as np
+
 from lancy.catalog import DatasetSpec, to_text
+from lancy.tables import int_column, processes, rng
 
 MIN_WORDS = 4
 
@@ -49,21 +54,34 @@ def experiment_tag(weights: dict[str, float]) -> str:
     return "mix_" + "_".join(f"{name}-{round(rate * 100)}" for name, rate in normalize(weights).items())
 
 
-def _draw(pool: list, n: int, rng: random.Random, upsample: bool) -> tuple[list, int]:
-    """n items of pool without replacement (or all of it); with upsample, topped up with replacement."""
+def _draw(pool: np.ndarray, n: int, rng: np.random.Generator, upsample: bool) -> tuple[np.ndarray, int]:
+    """n of the row numbers in pool without replacement (or all of them); with upsample, topped up with
+    replacement."""
     if n <= len(pool):
         return pool[:n], 0
-    if not upsample or not pool:
-        return list(pool), 0
-    extra = [rng.choice(pool) for _ in range(n - len(pool))]
-    return list(pool) + extra, len(extra)
+    if not upsample or not len(pool):
+        return pool, 0
+    extra = rng.choice(pool, size=n - len(pool))
+    return np.concatenate([pool, extra]), len(extra)
+
+
+def take(pools: dict, picks: dict[str, np.ndarray], order: np.ndarray, columns: list[str]):
+    """One Dataset of the picked rows of every pool (row numbers per source, in order), then shuffled by
+    `order`; only `columns` are kept. Nothing is copied: the result is an indices mapping over the pools."""
+    from datasets import concatenate_datasets
+
+    parts = [pools[name].select_columns(columns).select(picks[name]) for name in picks]
+    if not parts:
+        raise ValueError("no pool to take rows from")
+    return concatenate_datasets(parts).select(order)
 
 
 def sample_tasks(
-    pools: dict[str, list[dict]], weights: dict[str, float], sft_rows: int, rl_rows: int, seed: int, upsample: bool,
+    pools: dict, weights: dict[str, float], sft_rows: int, rl_rows: int, seed: int, upsample: bool,
     rl_weights: dict[str, float] | None = None,
-) -> tuple[list[dict], list[dict], dict]:
-    """Disjoint SFT and RL samples of the task mixture, and per-source stats.
+) -> tuple[dict, dict, np.ndarray, np.ndarray, dict]:
+    """Disjoint SFT and RL samples of the task mixture: (SFT row numbers per source, RL row numbers per
+    source, SFT order, RL order, per-source stats). Pools are Datasets of records with `record_chars`.
 
     RL prompts follow `rl_weights` (`rl_mixture`), or the SFT weights when it is empty; a source may feed
     GRPO alone (SFT weight 0), so the policy learns it from rewards only.
@@ -71,59 +89,65 @@ def sample_tasks(
     rates = normalize(weights)
     rl_rates = normalize(rl_weights) if rl_weights else rates
     sft_counts, rl_counts = allocate(rates, sft_rows), allocate(rl_rates, rl_rows)
-    sft, rl, stats = [], [], {}
+    sft, rl, stats = {}, {}, {}
     for name in (n for n in weights if n in rates or n in rl_rates):  # params order
-        rng = random.Random(f"{seed}-mix-{name}")
-        pool = list(pools[name])
-        rng.shuffle(pool)
+        generator = rng(seed, "mix", name)
+        pool = generator.permutation(len(pools[name]))
         rate, want_sft, want_rl = rates.get(name, 0.0), sft_counts.get(name, 0), rl_counts.get(name, 0)
         # SFT rows come first and RL prompts from the rest, so GRPO prompts are never rows the SFT model was
         # trained on, and changing `rl_mixture` leaves the SFT rows as they are (unless the pool is short).
         need = want_sft + want_rl
         sft_share = want_sft if len(pool) >= need else len(pool) - round(len(pool) * want_rl / need)
-        sft_part, sft_extra = _draw(pool[:sft_share], want_sft, rng, upsample)
-        rl_part, rl_extra = _draw(pool[sft_share:], want_rl, rng, upsample)
-        sft += sft_part
-        rl += rl_part
+        sft[name], sft_extra = _draw(pool[:sft_share], want_sft, generator, upsample)
+        rl[name], rl_extra = _draw(pool[sft_share:], want_rl, generator, upsample)
         stats[name] = {
             "weight": weights[name],
             "rate": rate,
             "rl_rate": rl_rates.get(name, 0.0),
             "requested_rows": want_sft,
-            "rows": len(sft_part),
-            "rl_rows": len(rl_part),
+            "rows": len(sft[name]),
+            "rl_rows": len(rl[name]),
             "upsampled_rows": sft_extra + rl_extra,
-            "chars": sum(len(r["prompt"]) + len(r["completion"]) for r in sft_part),
+            "chars": int(int_column(pools[name], "record_chars")[sft[name]].sum()),
         }
+    total = sum(len(idx) for idx in sft.values())
     for name in stats:
-        stats[name]["effective_rate"] = stats[name]["rows"] / max(1, len(sft))
-    random.Random(f"{seed}-mix-sft").shuffle(sft)
-    random.Random(f"{seed}-mix-rl").shuffle(rl)
-    return sft, rl, stats
+        stats[name]["effective_rate"] = stats[name]["rows"] / max(1, total)
+    sft_order = rng(seed, "mix-sft").permutation(total)
+    rl_order = rng(seed, "mix-rl").permutation(sum(len(idx) for idx in rl.values()))
+    return sft, rl, sft_order, rl_order, stats
 
 
 def sample_corpus(
-    pools: dict[str, list[str]], weights: dict[str, float], total_chars: int, seed: int | str, upsample: bool
-) -> tuple[list[dict], dict]:
-    """Pretraining documents: each source contributes whole documents up to its share of total_chars."""
-    docs, stats = [], {}
+    pools: dict, weights: dict[str, float], total_chars: int, seed: int | str, upsample: bool
+) -> tuple[dict, np.ndarray, dict]:
+    """Pretraining documents: each source contributes whole documents up to its share of total_chars.
+
+    Returns (row numbers per source, order, stats); pools are Datasets with `text_chars`. Only those sizes are
+    read: texts that are not taken are never loaded.
+    """
+    picks, stats = {}, {}
     for name, rate in normalize(weights).items():
-        rng = random.Random(f"{seed}-corpus-{name}")
-        pool = list(pools[name])
-        rng.shuffle(pool)
-        budget, chars, taken, i = rate * total_chars, 0, [], 0
-        while chars < budget and pool and (i < len(pool) or upsample):
-            text = pool[i] if i < len(pool) else rng.choice(pool)
-            taken.append({"source": name, "text": text})
-            chars += len(text)
-            i += 1
-        docs += taken
+        generator = rng(seed, "corpus", name)
+        sizes = int_column(pools[name], "text_chars")
+        order = generator.permutation(len(sizes))
+        budget = rate * total_chars
+        taken = order[: int(np.searchsorted(np.cumsum(sizes[order]), budget, side="left")) + 1] if budget > 0 else order[:0]
+        chars = int(sizes[taken].sum())
+        if upsample and chars < budget and sizes.sum() > 0:  # top up with documents drawn with replacement
+            extra = []
+            while chars < budget:
+                draw = generator.choice(len(sizes), size=max(16, int((budget - chars) / sizes.mean() * 1.1)))
+                cut = int(np.searchsorted(np.cumsum(sizes[draw]), budget - chars, side="left")) + 1
+                extra.append(draw[:cut])
+                chars += int(sizes[draw[:cut]].sum())
+            taken = np.concatenate([taken, *extra])
+        picks[name] = taken
         stats[name] = {"weight": weights[name], "rate": rate, "docs": len(taken), "chars": chars}
     total = sum(s["chars"] for s in stats.values())
     for name in stats:
         stats[name]["effective_rate"] = stats[name]["chars"] / max(1, total)
-    random.Random(f"{seed}-corpus").shuffle(docs)
-    return docs, stats
+    return picks, rng(seed, "corpus").permutation(sum(len(idx) for idx in picks.values())), stats
 
 
 def text_key(text: str) -> bytes:
@@ -174,23 +198,28 @@ def remove_held_out(spec: DatasetSpec, rows: list[dict], keys: set[bytes]) -> tu
 
 
 def split_validation(
-    pools: dict[str, list[str]], weights: dict[str, float], total_chars: int, seed: int
-) -> tuple[list[dict], dict[str, list[str]]]:
+    pools: dict, weights: dict[str, float], total_chars: int, seed: int, num_proc: int = 1
+) -> tuple[dict, np.ndarray, dict, dict]:
     """A seeded validation slice of the corpus pools (total_chars, same weights) and the pools without it.
 
-    Carved from train texts, it is disjoint from the held-out rows that `evaluate` reports, so choosing a
-    checkpoint on it does not peek at the evaluation; the pools lose its rows and, as held-out text is
-    matched, any other copy of them.
+    Returns (row numbers per source, order, stats, pools without the slice). Carved from train texts, it is
+    disjoint from the held-out rows that `evaluate` reports, so choosing a checkpoint on it does not peek at
+    the evaluation; the pools lose its rows and, as held-out text is matched, any other copy of them.
     """
-    val, _ = sample_corpus(pools, weights, total_chars, f"{seed}-validation", upsample=False)
-    keys = text_keys((d["text"] for d in val), MIN_WORDS)
+    picks, order, stats = sample_corpus(pools, weights, total_chars, f"{seed}-validation", upsample=False)
+    keys = set()
+    for name, idx in picks.items():
+        for batch in pools[name].select_columns(["text"]).select(np.sort(idx)).iter(batch_size=1000):
+            keys |= text_keys(batch["text"], MIN_WORDS)
     rest = {}
-    for name, texts in pools.items():
-        taken = Counter(d["text"] for d in val if d["source"] == name)
-        rest[name] = []
-        for text, matched in zip(texts, held_out_mask(texts, keys), strict=True):
-            if taken[text]:
-                taken[text] -= 1
-            elif not matched:
-                rest[name].append(text)
-    return val, rest
+    for name, pool in pools.items():
+        taken = np.zeros(len(pool), dtype=bool)
+        taken[picks.get(name, [])] = True
+        rest[name] = pool.filter(_not_validation, batched=True, with_indices=True, input_columns=["text"],
+                                 fn_kwargs={"taken": taken, "keys": keys}, num_proc=processes(num_proc, len(pool)))
+    return picks, order, stats, rest
+
+
+def _not_validation(texts: list[str], indices: list[int], taken: np.ndarray, keys: set[bytes]) -> list[bool]:
+    matched = held_out_mask(texts, keys)
+    return [not (taken[i] or hit) for i, hit in zip(indices, matched, strict=True)]

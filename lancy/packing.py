@@ -21,20 +21,58 @@ from itertools import pairwise
 
 import numpy as np
 
+from lancy.tables import flat_values, list_lengths, map_ranges, processes
+
 IGNORE = -100
+BLOCKS_PER_RANGE = 8192  # pretraining blocks cut per task (2M tokens at max_length 256)
+PACK_EXAMPLES = 50_000  # SFT examples packed together: BFD's bins are filled within each range
 
 
-def pack_blocks(docs: list[list[int]], block_size: int, eos_id: int) -> tuple[np.ndarray, int]:
-    """(blocks of shape [n, block_size], tokens dropped from the incomplete last block)."""
-    stream = np.fromiter((t for doc in docs for t in [*doc, eos_id]), dtype=np.int64)
-    n = len(stream) // block_size
-    return stream[: n * block_size].reshape(n, block_size), len(stream) - n * block_size
+def token_features(*columns: str):
+    """Features of token-id columns (int32: any vocabulary fits, half the bytes of int64)."""
+    from datasets import Features, List, Value
+
+    return Features({column: List(Value("int32")) for column in columns})
 
 
-def document_rows(docs: list[list[int]], max_length: int, eos_id: int) -> tuple[list[list[int]], int]:
+def encode_docs(batch: dict, tokenizer, eos_id: int) -> dict:
+    """Batched-map function: each document's token ids followed by EOS."""
+    ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+    return {"input_ids": [[*doc, eos_id] for doc in ids]}
+
+
+def pack_blocks(docs, block_size: int, num_proc: int = 1):
+    """(Dataset of `block_size`-token blocks, tokens dropped from the incomplete last block) of a Dataset of
+    documents' token ids (EOS included): the documents end to end, cut every block_size tokens.
+
+    Blocks are cut in ranges of BLOCKS_PER_RANGE, each read straight from the token offsets of the memory-mapped
+    documents, so the result is the same for any num_proc and no process holds more than one range.
+    """
+    total = int(list_lengths(docs, "input_ids").sum())
+    count = total // block_size
+    blocks = map_ranges(count, BLOCKS_PER_RANGE, _blocks, num_proc, token_features("input_ids"),
+                        docs=docs.select_columns(["input_ids"]), block_size=block_size)
+    return blocks, total - count * block_size
+
+
+def _blocks(start: int, stop: int, docs, block_size: int):
+    import pyarrow as pa
+
+    values = flat_values(docs, "input_ids").slice(start * block_size, (stop - start) * block_size).combine_chunks()
+    offsets = pa.array(np.arange(0, len(values) + 1, block_size, dtype=np.int32))
+    return pa.table({"input_ids": pa.ListArray.from_arrays(offsets, values)})
+
+
+def document_rows(docs, max_length: int, num_proc: int = 1):
     """Unpacked pretraining rows: each document (with EOS) alone, cut at max_length; and the tokens cut."""
-    rows = [[*doc, eos_id][:max_length] for doc in docs if doc]
-    return rows, sum(len(doc) + 1 for doc in docs if doc) - sum(map(len, rows))
+    lengths = list_lengths(docs, "input_ids")
+    rows = docs.map(_cut, batched=True, fn_kwargs={"max_length": max_length}, remove_columns=docs.column_names,
+                    features=token_features("input_ids"), num_proc=processes(num_proc, len(docs)))
+    return rows, int(np.maximum(lengths[lengths > 1] - max_length, 0).sum())
+
+
+def _cut(batch: dict, max_length: int) -> dict:
+    return {"input_ids": [ids[:max_length] for ids in batch["input_ids"] if len(ids) > 1]}  # 1: EOS alone
 
 
 def sft_example(prompt_ids: list[int], completion_ids: list[int], max_length: int) -> tuple[dict, bool]:
@@ -58,53 +96,75 @@ def fit_prompt(prompt_ids: list[int], max_length: int) -> list[int]:
     return sft_example(prompt_ids, [], max_length)[0]["input_ids"]
 
 
-def encode_sft(tokenizer, records: list[dict], max_length: int) -> tuple[list[dict], int]:
-    """SFT examples of task records (prompt, then completion + EOS), and how many had to be truncated.
+def encode_sft(batch: dict, tokenizer, max_length: int) -> dict:
+    """Batched-map function: the SFT example of each task record (prompt, then completion + EOS) and whether it
+    had to be truncated.
 
-    Prompt and completion are tokenized apart, in two batched calls: the model sees at training time exactly
-    the prompt tokens it is given at evaluation time.
+    Prompt and completion are tokenized apart: the model sees at training time exactly the prompt tokens it is
+    given at evaluation time.
     """
     encode = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
-    prompts = encode([r["prompt"] for r in records])
-    completions = encode([r["completion"] for r in records])
-    examples, truncated = [], 0
-    for prompt_ids, completion_ids in zip(prompts, completions, strict=True):
-        example, was_truncated = sft_example(prompt_ids, completion_ids + [tokenizer.eos_token_id], max_length)
-        examples.append(example)
-        truncated += was_truncated
-    return examples, truncated
+    out = {"input_ids": [], "labels": [], "truncated": [], "completion_tokens": []}
+    for prompt_ids, completion_ids in zip(encode(batch["prompt"]), encode(batch["completion"]), strict=True):
+        example, truncated = sft_example(prompt_ids, completion_ids + [tokenizer.eos_token_id], max_length)
+        out["input_ids"].append(example["input_ids"])
+        out["labels"].append(example["labels"])
+        out["truncated"].append(truncated)
+        out["completion_tokens"].append(sum(label != IGNORE for label in example["labels"]))
+    return out
 
 
-def seq2seq_examples(tokenizer, records: list[dict], max_length: int) -> tuple[list[dict], int]:
-    """Encoder-decoder SFT examples: the prompt as the encoder input, the completion + EOS as the labels."""
+def seq2seq_examples(batch: dict, tokenizer, max_length: int) -> dict:
+    """Batched-map function: encoder-decoder SFT examples, the prompt as the encoder input and the completion
+    + EOS as the labels."""
     encode = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
-    examples, truncated = [], 0
-    for prompt_ids, completion_ids in zip(encode([r["prompt"] for r in records]),
-                                          encode([r["completion"].strip() for r in records]), strict=True):
-        labels = (completion_ids + [tokenizer.eos_token_id])[:max_length]
-        examples.append({"input_ids": fit_prompt(prompt_ids, max_length), "labels": labels})
-        truncated += len(prompt_ids) > max_length or len(completion_ids) + 1 > max_length
-    return examples, truncated
+    out = {"input_ids": [], "labels": [], "truncated": [], "completion_tokens": []}
+    for prompt_ids, completion_ids in zip(encode(batch["prompt"]), encode([c.strip() for c in batch["completion"]]),
+                                          strict=True):
+        out["input_ids"].append(fit_prompt(prompt_ids, max_length))
+        out["labels"].append((completion_ids + [tokenizer.eos_token_id])[:max_length])
+        out["truncated"].append(len(prompt_ids) > max_length or len(completion_ids) + 1 > max_length)
+        out["completion_tokens"].append(len(out["labels"][-1]))
+    return out
 
 
-def pack_sft(examples: list[dict], max_length: int):
-    """Best-fit-decreasing packing into bins of max_length; adds position_ids restarting per example."""
+def fit_prompts(batch: dict, tokenizer, max_length: int) -> dict:
+    """Batched-map function: prompts longer than max_length tokens lose their middle (as `fit_prompt`)."""
+    prompts, truncated = [], []
+    for prompt, ids in zip(batch["prompt"], tokenizer(batch["prompt"], add_special_tokens=False)["input_ids"],
+                           strict=True):
+        prompts.append(tokenizer.decode(fit_prompt(ids, max_length)) if len(ids) > max_length else prompt)
+        truncated.append(len(ids) > max_length)
+    return {"prompt": prompts, "truncated": truncated}
+
+
+def pack_sft(examples, max_length: int, num_proc: int = 1):
+    """Best-fit-decreasing packing (TRL's `pack_dataset`) into bins of max_length, with position_ids restarting
+    per example, over ranges of PACK_EXAMPLES examples: the same for any num_proc, bounded memory per process,
+    and one part-empty bin per range at most."""
+    return map_ranges(len(examples), PACK_EXAMPLES, _pack_range, num_proc,
+                      token_features("input_ids", "labels", "position_ids"),
+                      examples=examples.select_columns(["input_ids", "labels"]), max_length=max_length)
+
+
+def _pack_range(start: int, stop: int, examples, max_length: int) -> dict:
     from datasets import Dataset
     from trl import pack_dataset
 
-    dataset = Dataset.from_dict({key: [e[key] for e in examples] for key in ("input_ids", "labels")})
-    # One map batch for all rows: packing per 1000-row batch would leave a part-empty bin per batch.
-    packed = pack_dataset(dataset, max_length, strategy="bfd", map_kwargs={"batch_size": len(dataset)})
-    return packed.map(_position_ids, batched=True, remove_columns=["seq_lengths"])
+    chunk = Dataset.from_dict(examples[start:stop], features=examples.features)
+    packed = pack_dataset(chunk, max_length, strategy="bfd", map_kwargs={"batch_size": len(chunk)})
+    rows = packed[:]
+    return {"input_ids": rows["input_ids"], "labels": rows["labels"],
+            "position_ids": _position_ids(rows["seq_lengths"])}
 
 
-def _position_ids(batch: dict) -> dict:
+def _position_ids(seq_lengths: list[list[int]]) -> list[np.ndarray]:
     """0, 1, ... restarting at every example of each packed row (vectorized over a row's examples)."""
     rows = []
-    for lengths in batch["seq_lengths"]:
+    for lengths in seq_lengths:
         lengths = np.asarray(lengths)
         rows.append(np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths))
-    return {"position_ids": rows}
+    return rows
 
 
 # The attention implementations whose masks keep the packed examples of every row of a batch apart

@@ -54,6 +54,7 @@ class Model:
 class Tokenize:
     max_length: int = 256  # pretraining block size and SFT packing bin size
     packing: bool = True  # false: one document / example per row, padded per batch
+    tokenizer_sample_chars: int = 10_000_000  # scratch: the BPE tokenizer trains on a seeded sample this large
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class Grpo(Train):
     max_steps: int = 40
     num_generations: int = 8  # group size
     beta: float = 0.0  # KL coefficient
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-4
     warmup_ratio: float = 0.0
     max_completion_length: int = 8
     temperature: float = 1.5
@@ -138,6 +139,7 @@ class Evaluate:
 @dataclass(frozen=True)
 class Params:
     seed: int = 42
+    num_proc: int = 0  # processes of the data stages' batched maps; 0: all the machine's cores
     data: Data = field(default_factory=Data)
     mixture: dict[str, float] = field(default_factory=dict)
     rl_mixture: dict[str, float] = field(default_factory=dict)  # GRPO prompts' shares; empty: those of mixture
@@ -257,6 +259,10 @@ def validate_datasets(params: Params, catalog: dict) -> None:
 
 def validate(params: Params) -> None:
     """Cross-key checks that a single key's type cannot express (dataset names aside: validate_datasets)."""
+    if params.num_proc < 0:
+        raise LancyError("params key `num_proc` must be >= 0 (0: all the machine's cores)")
+    if params.tokenize.tokenizer_sample_chars <= 0:
+        raise LancyError("params key `tokenize.tokenizer_sample_chars` must be > 0")
     if params.data.source not in DATA_SOURCES:
         raise LancyError(
             f"params key `data.source` is {params.data.source!r}; use one of: {', '.join(DATA_SOURCES)}"

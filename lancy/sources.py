@@ -1,14 +1,18 @@
 """Where raw rows come from: the embedded synthetic stand-ins, the Hugging Face Hub, or local files.
 
-Either way, `fetch` returns {"train": rows, "test": rows} in the dataset's real column layout (checked
-against its catalog entry), and `write_raw` stores them as data/raw/<name>/{train,test}.jsonl.
+Either way, `fetch` returns {"train": Dataset, "test": Dataset} in the dataset's real column layout (checked
+against its catalog entry), and `write_raw` stores them as data/raw/<name>/{train,test}/ Parquet shards.
+Rows are never gathered in Python lists (the embedded stand-ins aside, which are small by construction).
 
 - hub: `datasets.load_dataset(hub_id, config, revision=...)`, then a seeded sample of at most
-  `train_rows` / `test_rows` rows per split (Hub splits are often sorted by label: never the head).
+  `train_rows` / `test_rows` rows per split (Hub splits are often sorted by label: never the head), drawn by
+  index: a permutation of the row numbers, the rows themselves stay memory-mapped until written.
   Corpora marked `streaming` are streamed (seeded shuffle buffer) and stop after `train_rows` rows or
-  `stream_chars` characters of text, whichever comes first: nothing is downloaded in full.
+  `stream_chars` characters of text, whichever comes first: nothing is downloaded in full, and the rows go to
+  Arrow files as they arrive.
 - local: the same, from `<folder>/<split>.{jsonl,json,csv,parquet}` (split names from the catalog entry, or
-  `data.local_splits`), read by `datasets.load_dataset` with the matching builder.
+  `data.local_splits`), read by `datasets.load_dataset` with the matching builder into this stage's
+  temporary Arrow folder.
 - A dataset without a held-out split gets one: a seeded sample set apart from its train split.
 """
 import os
@@ -17,14 +21,16 @@ from pathlib import Path
 from lancy import embedded
 from lancy.catalog import DatasetSpec, check_columns, to_text
 from lancy.errors import LancyError
-from lancy.files import write_jsonl
+from lancy.tables import scratch_dir, write_table
 
 BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 SHUFFLE_BUFFER = 10_000
 
 
-def fetch(spec: DatasetSpec, data, seed: int) -> dict[str, list[dict]]:
-    """Rows of both splits; `data` is the params `data` section."""
+def fetch(spec: DatasetSpec, data, seed: int) -> dict:
+    """Both splits as Datasets; `data` is the params `data` section."""
+    from datasets import Dataset
+
     if data.source == "embedded":
         if spec.name not in embedded.EMBEDDED_DATASETS:
             raise LancyError(
@@ -32,41 +38,42 @@ def fetch(spec: DatasetSpec, data, seed: int) -> dict[str, list[dict]]:
                 f"(embedded: {', '.join(embedded.EMBEDDED_DATASETS)})"
             )
         splits = {
-            "train": embedded.generate(spec.name, "train", data.train_rows, seed),
-            "test": embedded.generate(spec.name, "test", data.test_rows, seed),
+            "train": Dataset.from_list(embedded.generate(spec.name, "train", data.train_rows, seed)),
+            "test": Dataset.from_list(embedded.generate(spec.name, "test", data.test_rows, seed)),
         }
     elif data.source in ("hub", "local"):
         splits = _load(spec, data, seed)
     else:
         raise LancyError(f"params key `data.source` is {data.source!r}; use embedded, hub or local")
     for split, rows in splits.items():
-        if rows:
+        if len(rows):
             check_columns(spec, rows[0], f"{data.source} {split} split")
     return splits
 
 
-def _load(spec: DatasetSpec, data, seed: int) -> dict[str, list[dict]]:
+def _load(spec: DatasetSpec, data, seed: int) -> dict:
     train_split, test_split = spec.train_split, spec.test_split
     if data.source == "local" and spec.name in data.local_splits:
         train_split, _, test_split = data.local_splits[spec.name].partition(",")
         test_split = test_split or None
     if test_split is None:  # set held-out rows apart from the train split
         rows = _rows(spec, data, train_split, data.train_rows + data.test_rows, seed)
-        return {"train": rows[data.test_rows:], "test": rows[: data.test_rows]}
+        test_rows = min(data.test_rows, len(rows))
+        return {"train": rows.select(range(test_rows, len(rows))), "test": rows.select(range(test_rows))}
     return {
         "train": _rows(spec, data, train_split, data.train_rows, seed),
         "test": _rows(spec, data, test_split, data.test_rows, seed),
     }
 
 
-def _rows(spec: DatasetSpec, data, split: str, max_rows: int, seed: int) -> list[dict]:
+def _rows(spec: DatasetSpec, data, split: str, max_rows: int, seed: int):
     import datasets
 
     streaming = spec.streaming and data.source == "hub"
     try:
         if data.source == "local":
             builder, files = _local_files(spec, data.local[spec.name], split)
-            dataset = datasets.load_dataset(builder, data_files=files, split="train")
+            dataset = datasets.load_dataset(builder, data_files=files, split="train", cache_dir=scratch_dir())
         else:
             dataset = datasets.load_dataset(spec.hub_id, spec.config, split=split, revision=spec.revision,
                                             streaming=streaming)
@@ -78,21 +85,25 @@ def _rows(spec: DatasetSpec, data, split: str, max_rows: int, seed: int) -> list
     if images:  # lancy's models read text; images stay on the Hub
         dataset = dataset.remove_columns(images)
     if streaming:
-        return _stream(spec, dataset.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER), max_rows, data.stream_chars)
-    if len(dataset) > max_rows:
+        shuffled = dataset.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER)
+        return datasets.Dataset.from_generator(
+            _stream, gen_kwargs={"spec": spec, "dataset": shuffled, "max_rows": max_rows, "max_chars": data.stream_chars},
+            features=dataset.features, cache_dir=scratch_dir(), fingerprint=f"stream-{spec.name}-{split}-{seed}",
+        )
+    if len(dataset) > max_rows:  # a seeded permutation of the row numbers; the rows stay on disk
         dataset = dataset.shuffle(seed=seed).select(range(max_rows))
-    return dataset.to_list()
+    return dataset
 
 
-def _stream(spec: DatasetSpec, dataset, max_rows: int, max_chars: int) -> list[dict]:
-    """Rows of a streamed dataset until max_rows rows or max_chars characters of text."""
-    rows, chars = [], 0
+def _stream(spec: DatasetSpec, dataset, max_rows: int, max_chars: int):
+    """Rows of a streamed dataset until max_rows rows or max_chars characters of text, as they arrive."""
+    rows, chars = 0, 0
     for row in dataset:
-        if len(rows) >= max_rows or chars >= max_chars:
+        if rows >= max_rows or chars >= max_chars:
             break
-        rows.append(row)
+        yield row
+        rows += 1
         chars += len(to_text(spec, row) or "")
-    return rows
 
 
 def _local_files(spec: DatasetSpec, folder: str, split: str) -> tuple[str, dict]:
@@ -119,7 +130,6 @@ def _load_error(spec: DatasetSpec, source: str, split: str, error: Exception) ->
     return f"could not load {spec.hub_id} ({config}, split {split}) for dataset {spec.name}: {reason}; {hint}"
 
 
-def write_raw(splits: dict[str, list[dict]], out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
+def write_raw(splits: dict, out_dir: Path) -> None:
     for split, rows in splits.items():
-        write_jsonl(out_dir / f"{split}.jsonl", rows)
+        write_table(rows, Path(out_dir) / split)

@@ -1,15 +1,33 @@
 """Tokenizers: trained from scratch on the pretraining corpus, or the named model's own."""
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+import numpy as np
 
 from lancy.errors import LancyError
 from lancy.params import looks_like_path
+from lancy.tables import rng, text_lengths
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
 
 
-def train_tokenizer(texts: list[str], vocab_size: int):
-    """A byte-level BPE tokenizer trained on `texts`, wrapped for transformers (EOS and PAD tokens set)."""
+def training_texts(corpus, max_chars: int, seed: int) -> Iterator[list[str]]:
+    """Batches of the corpus texts a tokenizer trains on: all of them when they hold at most max_chars
+    characters, else a seeded sample of whole documents holding at most max_chars; in corpus order either way.
+    Only the sample's texts are read, a batch at a time."""
+    sizes = text_lengths(corpus, "text")
+    rows = corpus
+    if sizes.sum() > max_chars:
+        order = rng(seed, "tokenizer").permutation(len(sizes))
+        rows = corpus.select(np.sort(order[: int(np.searchsorted(np.cumsum(sizes[order]), max_chars, "right"))]))
+    for batch in rows.select_columns(["text"]).iter(batch_size=1000):
+        yield batch["text"]
+
+
+def train_tokenizer(texts: Iterable[str] | Iterable[list[str]], vocab_size: int):
+    """A byte-level BPE tokenizer trained on `texts` (or batches of texts), wrapped for transformers (EOS and
+    PAD tokens set)."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import PreTrainedTokenizerFast
 

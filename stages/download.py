@@ -1,4 +1,4 @@
-"""download: write data/raw/<name>/{train,test}.jsonl for one dataset of the mixture.
+"""download: write data/raw/<name>/{train,test}/ (Parquet shards) for one dataset of the mixture.
 
 Usage: python -m stages.download <name>
 """

@@ -9,8 +9,9 @@ from lancy import params as P
 from lancy.catalog import CATALOG
 from lancy.errors import LancyError, run_stage
 from lancy.evaluation import evaluate_tasks, perplexity
-from lancy.files import read_jsonl, require, write_json
+from lancy.files import require, write_json
 from lancy.models import load_model
+from lancy.tables import read_table
 from lancy.tokenization import load_tokenizer
 
 PARAMS = ("model.attention", "evaluate")
@@ -27,8 +28,9 @@ def main() -> None:
     model = load_model(f"models/{stage}", p.model.attention).eval()
     tokenizer = load_tokenizer(f"models/{stage}")
     results = {}
-    for path in sorted(EVAL.glob("*.jsonl")):
-        spec, rows = CATALOG[path.stem], read_jsonl(path)[: p.evaluate.max_rows]
+    for path in sorted(folder for folder in EVAL.iterdir() if folder.is_dir()):
+        table = read_table(path)
+        spec, rows = CATALOG[path.name], table.select(range(min(len(table), p.evaluate.max_rows))).to_list()
         if spec.task == "corpus":
             results[spec.name] = perplexity(model, tokenizer, [r["text"] for r in rows], p.evaluate.batch_size)
         else:

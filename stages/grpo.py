@@ -4,15 +4,15 @@ Writes models/grpo/, metrics/grpo/ (DVCLive) and logs/grpo/ (TensorBoard).
 """
 from pathlib import Path
 
-from datasets import Dataset
 from transformers import set_seed
 from trl import GRPOConfig, GRPOTrainer
 
 from lancy import params as P
 from lancy.errors import run_stage
-from lancy.files import read_jsonl, require
+from lancy.files import require
 from lancy.models import apply_lora, load_model
 from lancy.rewards import format_reward, task_reward, task_reward_compile_only
+from lancy.tables import read_table
 from lancy.tokenization import load_tokenizer
 from lancy.training import (
     callbacks,
@@ -26,7 +26,7 @@ from lancy.training import (
 )
 
 PARAMS = ("seed", "model.attention", "grpo")
-BASE, DATA = Path("models/sft"), Path("data/tokenized/rl.jsonl")
+BASE, DATA = Path("models/sft"), Path("data/tokenized/rl")
 OUT, CHECKPOINTS = Path("models/grpo"), Path("checkpoints/grpo")
 
 
@@ -38,7 +38,7 @@ def main() -> None:
     tokenizer.padding_side = "left"
     set_seed(p.seed)  # LoRA adapters start from seeded random weights
     model = apply_lora(load_model(str(BASE), p.model.attention, g.lora.quantize, stage="grpo"), g.lora)
-    prompts = Dataset.from_list(read_jsonl(DATA))
+    prompts = read_table(DATA)
     rows_by_source = {name: prompts["source"].count(name) for name in sorted(set(prompts["source"]))}
     facts = run_facts(model, g, g.max_completion_length, prompts=len(prompts), group_size=g.num_generations,
                       data=data_shares(rows_by_source))

@@ -8,7 +8,6 @@ import json
 import math
 from pathlib import Path
 
-from datasets import Dataset
 from transformers import Trainer, TrainingArguments, set_seed
 
 from lancy import params as P
@@ -16,6 +15,7 @@ from lancy.errors import run_stage
 from lancy.files import require
 from lancy.models import build_scratch_model, load_model
 from lancy.packing import packed_collator
+from lancy.tables import read_table
 from lancy.tokenization import load_tokenizer
 from lancy.training import (
     callbacks,
@@ -38,7 +38,7 @@ DATA, OUT, CHECKPOINTS = Path("data/tokenized"), Path("models/pretrain"), Path("
 def main() -> None:
     p = P.load(PARAMS)
     pretraining = bool(p.pretrain.max_steps or p.pretrain.epochs)
-    inputs = ("tokenizer", "pretrain.parquet", "pretrain_val.parquet", "pretrain_sources.json")
+    inputs = ("tokenizer", "pretrain", "pretrain_val", "pretrain_sources.json")
     require(*(DATA / name for name in inputs))
     tokenizer = load_tokenizer(str(DATA / "tokenizer"))
     set_seed(p.seed)  # the scratch model's initial weights come from the seed, not from chance
@@ -46,10 +46,10 @@ def main() -> None:
         model = build_scratch_model(p.model, tokenizer, p.tokenize.max_length, p.model.attention)
     else:  # with max_steps 0, an encoder-decoder model passes through to sft
         model = load_model(p.model.name, p.model.attention, stage="pretrain" if pretraining else None)
-    train_set = Dataset.from_parquet(str(DATA / "pretrain.parquet"))
+    train_set = read_table(DATA / "pretrain")
     # Validation blocks from train texts: the eval loss and load_best_model_at_end never see the held-out
     # rows that `evaluate` reports.
-    eval_set = Dataset.from_parquet(str(DATA / "pretrain_val.parquet"))
+    eval_set = read_table(DATA / "pretrain_val")
 
     mixture = data_shares(json.loads((DATA / "pretrain_sources.json").read_text()))
     facts = run_facts(model, p.pretrain, p.tokenize.max_length, train_rows=len(train_set), data=mixture)
@@ -70,7 +70,7 @@ def main() -> None:
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                       data_collator=packed_collator(model, tokenizer.pad_token_id),
                       callbacks=callbacks("pretrain", facts))
-    run_id = fingerprint(P.to_dict(p), [DATA / "tokenizer", DATA / "pretrain.parquet", DATA / "pretrain_val.parquet"])
+    run_id = fingerprint(P.to_dict(p), [DATA / "tokenizer", DATA / "pretrain", DATA / "pretrain_val"])
     resumed_from = train(trainer, CHECKPOINTS, run_id)
     eval_loss = trainer.evaluate()["eval_loss"]  # validation loss, logged as eval/loss at the last step
     finish(trainer, tokenizer, OUT, CHECKPOINTS,

@@ -5,7 +5,6 @@ Writes models/sft/ (LoRA adapters merged in, or alone), metrics/sft/ (DVCLive) a
 import json
 from pathlib import Path
 
-from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
 
 from lancy import params as P
@@ -13,11 +12,12 @@ from lancy.errors import run_stage
 from lancy.files import require
 from lancy.models import apply_lora, is_seq2seq, load_model
 from lancy.packing import packed_collator
+from lancy.tables import read_table
 from lancy.tokenization import load_tokenizer
 from lancy.training import callbacks, data_shares, fingerprint, finish, run_facts, train, training_arguments
 
 PARAMS = ("seed", "model.attention", "tokenize.max_length", "sft")
-BASE, DATA = Path("models/pretrain"), Path("data/tokenized/sft.parquet")
+BASE, DATA = Path("models/pretrain"), Path("data/tokenized/sft")
 SOURCES = Path("data/tokenized/sft_sources.json")
 OUT, CHECKPOINTS = Path("models/sft"), Path("checkpoints/sft")
 
@@ -28,7 +28,7 @@ def main() -> None:
     tokenizer = load_tokenizer(str(BASE))
     set_seed(p.seed)  # LoRA adapters start from seeded random weights
     model = apply_lora(load_model(str(BASE), p.model.attention, p.sft.lora.quantize), p.sft.lora)
-    train_set = Dataset.from_parquet(str(DATA))
+    train_set = read_table(DATA)
     mixture = data_shares(json.loads(SOURCES.read_text()))
     facts = run_facts(model, p.sft, p.tokenize.max_length, train_rows=len(train_set), data=mixture)
     args = TrainingArguments(**training_arguments(p.sft, CHECKPOINTS, p.seed), remove_unused_columns=False)

@@ -1,94 +1,103 @@
 """tokenize: the tokenizer, pretraining rows, SFT rows (packed unless tokenize.packing is false), RL prompts.
 
-Writes data/tokenized/{tokenizer/, pretrain.parquet, pretrain_val.parquet, sft.parquet, rl.jsonl}
+Every step is a batched map over memory-mapped tables in `num_proc` processes (each tokenizing on one thread);
+a scratch tokenizer trains on a bounded seeded sample (`tokenize.tokenizer_sample_chars`). Writes
+data/tokenized/{tokenizer/, pretrain/, pretrain_val/, sft/, rl/} (Parquet shards), the token counts per source
 and metrics/tokenize.json.
 """
+import os
 from pathlib import Path
 
-from datasets import Dataset
+import pyarrow as pa
+from datasets import Features
 
 from lancy import params as P
 from lancy.errors import run_stage
-from lancy.files import read_jsonl, require, write_json, write_jsonl
+from lancy.files import write_json
 from lancy.models import is_seq2seq, load_config
-from lancy.packing import document_rows, encode_sft, fit_prompt, pack_blocks, pack_sft, seq2seq_examples
-from lancy.tokenization import load_tokenizer, train_tokenizer
+from lancy.packing import (
+    document_rows,
+    encode_docs,
+    encode_sft,
+    fit_prompts,
+    pack_blocks,
+    pack_sft,
+    seq2seq_examples,
+    token_features,
+)
+from lancy.tables import int_column, list_lengths, processes, read_table, write_table
+from lancy.tokenization import load_tokenizer, train_tokenizer, training_texts
 
-PARAMS = ("model.name", "model.vocab_size", "tokenize")
+PARAMS = ("seed", "num_proc", "model.name", "model.vocab_size", "tokenize")
 MIXED, OUT = Path("data/mixed"), Path("data/tokenized")
 
 
-def token_counts(rows: list[dict], ids: list[list[int]]) -> dict[str, int]:
-    """Tokens per source dataset."""
-    counts = {}
-    for row, tokens in zip(rows, ids, strict=True):
-        counts[row["source"]] = counts.get(row["source"], 0) + len(tokens)
-    return counts
+def tokens_by_source(dataset) -> dict[str, int]:
+    """Tokens per source dataset (column `source`, lengths of `input_ids`)."""
+    table = pa.table({"source": dataset.data.column("source"), "tokens": list_lengths(dataset, "input_ids")})
+    return {row["source"]: row["tokens_sum"] for row in table.group_by("source").aggregate([("tokens", "sum")]).to_pylist()}
 
 
 def main() -> None:
     p = P.load(PARAMS)
-    length = p.tokenize.max_length
-    require(*(MIXED / f"{name}.jsonl" for name in ("corpus", "corpus_val", "sft", "rl")))
-    corpus_docs = read_jsonl(MIXED / "corpus.jsonl")
-    corpus = [d["text"] for d in corpus_docs]
-    corpus_val = [d["text"] for d in read_jsonl(MIXED / "corpus_val.jsonl")]
-    sft_rows, rl_rows = read_jsonl(MIXED / "sft.jsonl"), read_jsonl(MIXED / "rl.jsonl")
+    length, num_proc = p.tokenize.max_length, p.num_proc
+    corpus, corpus_val = read_table(MIXED / "corpus"), read_table(MIXED / "corpus_val")
+    sft_rows, rl_rows = read_table(MIXED / "sft"), read_table(MIXED / "rl")
     seq2seq = False
     if p.model.name == "scratch":
-        tokenizer = train_tokenizer(corpus, p.model.vocab_size)
+        tokenizer = train_tokenizer(training_texts(corpus, p.tokenize.tokenizer_sample_chars, p.seed), p.model.vocab_size)
     else:
         seq2seq = is_seq2seq(load_config(p.model.name))  # refuses a model lancy cannot train, before any work
         tokenizer = load_tokenizer(p.model.name)
-    encode = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the parallelism is num_proc processes, one thread each
+
+    def mapped(dataset, function, features=None, keep=(), **kwargs):
+        if features is not None:  # the columns kept keep their types
+            features = Features({**{column: dataset.features[column] for column in keep}, **features})
+        return dataset.map(function, batched=True, fn_kwargs={"tokenizer": tokenizer, **kwargs}, features=features,
+                           remove_columns=[c for c in dataset.column_names if c not in keep],
+                           num_proc=processes(num_proc, len(dataset)), desc=function.__name__)
+
     eos = tokenizer.eos_token_id
-
-    corpus_ids = encode(corpus)
+    docs = mapped(corpus, encode_docs, token_features("input_ids"), keep=("source",), eos_id=eos)
     if p.tokenize.packing:
-        blocks, dropped_tail = pack_blocks(corpus_ids, length, eos)
-        blocks = blocks.tolist()
+        blocks, dropped_tail = pack_blocks(docs, length, num_proc)
     else:
-        blocks, dropped_tail = document_rows(corpus_ids, length, eos)
-    val_blocks, _ = pack_blocks(encode(corpus_val), length, eos)  # packed either way: one yardstick
-    pretrain_tokens = sum(map(len, blocks))
+        blocks, dropped_tail = document_rows(docs, length, num_proc)
+    val_docs = mapped(corpus_val, encode_docs, token_features("input_ids"), eos_id=eos)
+    val_blocks, _ = pack_blocks(val_docs, length, num_proc)  # packed either way: one yardstick
+    pretrain_tokens = int(list_lengths(blocks, "input_ids").sum())
 
-    if seq2seq:  # encoder input and decoder labels: nothing to pack
-        examples, truncated = seq2seq_examples(tokenizer, sft_rows, length)
-        packed = Dataset.from_list(examples)
-    else:
-        examples, truncated = encode_sft(tokenizer, sft_rows, length)
-        packed = pack_sft(examples, length) if p.tokenize.packing else Dataset.from_list(examples)
-    sft_tokens = sum(len(e["input_ids"]) for e in examples)
-    per_source = token_counts(sft_rows, [e["input_ids"] for e in examples])
+    # encoder-decoder: encoder input and decoder labels, nothing to pack
+    examples = mapped(sft_rows, seq2seq_examples if seq2seq else encode_sft, keep=("source",), max_length=length)
+    packed = pack_sft(examples, length, num_proc) if p.tokenize.packing and not seq2seq else \
+        examples.select_columns(["input_ids", "labels"])
+    sft_tokens = int(list_lengths(examples, "input_ids").sum())
+    per_source = tokens_by_source(examples)
 
     # GRPO prompts must fit max_length: a longer one loses its middle, like an SFT prompt.
-    rl_truncated = 0
-    for row, ids in zip(rl_rows, encode([r["prompt"] for r in rl_rows]), strict=True):
-        if len(ids) > length:
-            row["prompt"] = tokenizer.decode(fit_prompt(ids, length))
-            rl_truncated += 1
+    rl = mapped(rl_rows, fit_prompts, keep=tuple(c for c in rl_rows.column_names if c != "prompt"), max_length=length)
 
     OUT.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(OUT / "tokenizer")
-    Dataset.from_dict({"input_ids": blocks}).to_parquet(OUT / "pretrain.parquet")
-    Dataset.from_dict({"input_ids": val_blocks.tolist()}).to_parquet(OUT / "pretrain_val.parquet")
-    packed.to_parquet(OUT / "sft.parquet")
-    write_jsonl(OUT / "rl.jsonl", rl_rows)
-    write_json(OUT / "pretrain_sources.json", token_counts(corpus_docs, corpus_ids))  # for the training facts
+    write_table(blocks, OUT / "pretrain")
+    write_table(val_blocks, OUT / "pretrain_val")
+    write_table(packed, OUT / "sft")
+    write_table(rl.select_columns(rl_rows.column_names), OUT / "rl")
+    write_json(OUT / "pretrain_sources.json", tokens_by_source(docs))  # for the training facts
     write_json(OUT / "sft_sources.json", per_source)
     write_json(Path("metrics/tokenize.json"), {
         "vocab_size": len(tokenizer),
         "packing": p.tokenize.packing and not seq2seq,
         "pretrain": {"rows": len(blocks), "tokens": pretrain_tokens, "dropped_tokens": dropped_tail,
                      "val_blocks": len(val_blocks), "packing_efficiency": pretrain_tokens / (len(blocks) * length)},
-        "sft": {"examples": len(examples), "tokens": sft_tokens, "rows": len(packed), "truncated": truncated,
-                "completion_tokens": sum(sum(t != -100 for t in e["labels"]) for e in examples),
-                "packing_efficiency": sft_tokens / (len(packed) * length),
+        "sft": {"examples": len(examples), "tokens": sft_tokens, "rows": len(packed), "truncated": int(int_column(examples, "truncated").sum()),
+                "completion_tokens": int(int_column(examples, "completion_tokens").sum()), "packing_efficiency": sft_tokens / (len(packed) * length),
                 "sources": {name: {"tokens": n, "share": n / sft_tokens} for name, n in per_source.items()}},
-        "rl": {"prompts": len(rl_rows), "truncated": rl_truncated},
+        "rl": {"prompts": len(rl), "truncated": int(int_column(rl, "truncated").sum())},
     })
     print(f"{len(blocks)} pretraining rows, {len(examples)} SFT examples in {len(packed)} rows "
-          f"({sft_tokens / (len(packed) * length):.3f} real tokens), {len(rl_rows)} RL prompts")
+          f"({sft_tokens / (len(packed) * length):.3f} real tokens), {len(rl)} RL prompts")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,136 @@
+"""The pipeline's data tables: folders of Parquet shards on disk, memory-mapped `datasets.Dataset`s in a stage.
+
+Every data output (data/raw, data/mixed, data/tokenized) is a folder of Parquet shards (00000.parquet, ...),
+each at most SHARD_BYTES of Arrow data. Parquet because every engine reads and writes it: datasets, pandas,
+DuckDB, Spark, datatrove, Ray Data. To look at rows: `python -m lancy.show data/mixed/sft`.
+
+`read_table` turns a folder into a Dataset: datasets converts the shards into Arrow files in a temporary folder
+of the stage's own and memory-maps them, so a table of any size costs disk, not RAM. Batched `map`s write their
+results next to them, and the folder goes when the stage ends (put it elsewhere with TMPDIR).
+
+Parallel maps give the same bytes for any number of processes: `Dataset.map` with num_proc keeps row order, so a
+row-wise function needs nothing more; a function whose output depends on which rows share a batch (packing)
+runs through `map_chunks`, over chunks of a fixed size whatever the processes.
+"""
+import atexit
+import hashlib
+import itertools
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from lancy.errors import LancyError
+
+SHARD_BYTES = 256 * 2**20
+MIN_ROWS_PER_PROCESS = 20_000  # below this, a worker process costs more than it saves
+_scratch: str | None = None
+_calls = itertools.count()
+
+
+def scratch_dir() -> str:
+    """This process's temporary folder for Arrow files, removed at exit."""
+    global _scratch
+    if _scratch is None:
+        _scratch = tempfile.mkdtemp(prefix="lancy-arrow-")
+        owner = os.getpid()  # forked map workers share the folder; only its creator removes it
+        atexit.register(lambda: os.getpid() == owner and shutil.rmtree(_scratch, ignore_errors=True))
+    return _scratch
+
+
+def processes(num_proc: int, rows: int) -> int | None:
+    """Worker processes for a map over `rows` rows: `num_proc` (0: all cores), fewer for small tables;
+    None (no workers) when one process is enough."""
+    wanted = num_proc or os.cpu_count() or 1
+    n = min(wanted, max(1, rows // MIN_ROWS_PER_PROCESS))
+    return n if n > 1 else None
+
+
+def read_table(folder: Path):
+    """The Parquet shards of `folder`, in order, as one memory-mapped Dataset."""
+    import datasets
+
+    files = sorted(str(path) for path in Path(folder).glob("*.parquet"))
+    if not files:
+        raise LancyError(f"{folder} holds no Parquet shards; run `dvc repro` to build it (an earlier stage writes it)")
+    return datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=scratch_dir())
+
+
+def write_table(dataset, folder: Path, shard_bytes: int = SHARD_BYTES) -> None:
+    """`dataset` (through its indices mapping, if any) as Parquet shards in `folder`, replacing what was there."""
+    folder = Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    table = dataset.data
+    size = table.nbytes * len(dataset) / max(1, table.num_rows)
+    shards = max(1, math.ceil(size / shard_bytes))
+    for index in range(shards):
+        dataset.shard(shards, index, contiguous=True).to_parquet(str(folder / f"{index:05d}.parquet"))
+
+
+def map_ranges(count: int, step: int, function: Callable, num_proc: int, features, **kwargs):
+    """A Dataset of the rows `function(start, stop, **kwargs)` returns for the ranges [0, step), [step, 2 step), ...
+    of range(count), in order: the same for any num_proc, since the ranges do not depend on it."""
+    from datasets import Dataset
+
+    starts = Dataset.from_dict({"start": np.arange(0, count, step, dtype=np.int64)})
+    key = f"{function.__module__}.{function.__name__}-{count}-{step}-{sorted(kwargs)}-{os.getpid()}-{next(_calls)}"
+    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return starts.map(
+        _range, batched=True, batch_size=1, remove_columns=["start"], features=features,
+        fn_kwargs={"function": function, "count": count, "step": step, "kwargs": kwargs},
+        num_proc=processes(num_proc, count), new_fingerprint=fingerprint,
+        cache_file_name=os.path.join(scratch_dir(), f"ranges-{fingerprint}.arrow"),
+    )
+
+
+def _range(batch: dict, function: Callable, count: int, step: int, kwargs: dict):
+    start = int(batch["start"][0])
+    return function(start, min(start + step, count), **kwargs)
+
+
+def int_column(dataset, name: str) -> np.ndarray:
+    """One integer column of `dataset` (through its indices mapping) as a numpy array."""
+    column = dataset.select_columns([name]).with_format("arrow")[:].column(name)
+    return column.to_numpy().astype(np.int64) if len(column) else np.zeros(0, dtype=np.int64)
+
+
+def list_lengths(dataset, name: str) -> np.ndarray:
+    """The length of every list in column `name`, read from the Arrow offsets (no values are read)."""
+    import pyarrow.compute as pc
+
+    if dataset._indices is not None:
+        dataset = dataset.flatten_indices(cache_file_name=os.path.join(scratch_dir(), f"flat-{dataset._fingerprint}.arrow"))
+    return _per_chunk(dataset.data.column(name), pc.list_value_length)
+
+
+def text_lengths(dataset, name: str) -> np.ndarray:
+    """The length in characters of every string in column `name` (0 for a missing one)."""
+    import pyarrow.compute as pc
+
+    if dataset._indices is not None:
+        dataset = dataset.flatten_indices(cache_file_name=os.path.join(scratch_dir(), f"flat-{dataset._fingerprint}.arrow"))
+    return _per_chunk(dataset.data.column(name), pc.utf8_length)
+
+
+def _per_chunk(column, compute) -> np.ndarray:
+    parts = [compute(chunk).fill_null(0).to_numpy(zero_copy_only=False) for chunk in column.chunks]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+
+
+def flat_values(dataset, name: str):
+    """All the values of list column `name`, end to end, as one pyarrow ChunkedArray (zero-copy on the map)."""
+    import pyarrow as pa
+
+    return pa.chunked_array([chunk.flatten() for chunk in dataset.data.column(name).chunks],
+                            type=dataset.data.column(name).type.value_type)
+
+
+def rng(*key) -> np.random.Generator:
+    """A numpy generator seeded from a key (seed, what for, which dataset): independent streams per key."""
+    digest = hashlib.sha256("-".join(map(str, key)).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
