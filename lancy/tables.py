@@ -77,6 +77,8 @@ def map_ranges(count: int, step: int, function: Callable, num_proc: int, feature
     of range(count), in order: the same for any num_proc, since the ranges do not depend on it."""
     from datasets import Dataset
 
+    if count == 0:  # a map over no rows would return a table without the columns of `features`
+        return Dataset.from_dict({name: [] for name in features}, features=features)
     starts = Dataset.from_dict({"start": np.arange(0, count, step, dtype=np.int64)})
     key = f"{function.__module__}.{function.__name__}-{count}-{step}-{sorted(kwargs)}-{os.getpid()}-{next(_calls)}"
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -2,12 +2,15 @@
 import json
 import re
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from lancy.catalog import CATALOG
 from lancy.embedded import EMBEDDED_DATASETS, NEGATIVE_TERMS, POSITIVE_TERMS, generate
 from lancy.mixing import held_out_keys, remove_held_out
+from lancy.sources import fetch, write_raw
+from lancy.tables import read_table
 
 N = 2000
 SCHEMAS = {
@@ -74,6 +77,16 @@ def test_train_holds_no_held_out_row(name, train):
     spec = CATALOG[name]
     _, removed = remove_held_out(spec, train[name], held_out_keys(spec, generate(name, "test", 200, 0)))
     assert removed == []
+
+
+@pytest.mark.parametrize("name", EMBEDDED_DATASETS)
+def test_raw_tables_keep_every_value_type_and_column_order(name, tmp_path):
+    """What the download stage writes (fetch, then Parquet shards in data/raw) reads back as generated."""
+    data = SimpleNamespace(source="embedded", train_rows=300, test_rows=20)
+    write_raw(fetch(CATALOG[name], data, seed=5), tmp_path)
+    for split, n_rows in (("train", 300), ("test", 20)):
+        rows = read_table(tmp_path / split).to_list()
+        assert json.dumps(rows) == json.dumps(generate(name, split, n_rows, 5))
 
 
 @pytest.mark.parametrize("n_rows", [0, 1, 5, 37])

@@ -4,10 +4,12 @@ import json
 
 import pytest
 import yaml
+from datasets import Dataset
 
+import lancy.tables
 from lancy.catalog import CATALOG
-from lancy.files import read_jsonl, write_jsonl
 from lancy.mixing import held_out_keys, held_out_mask, remove_held_out, split_validation, text_key, text_keys
+from lancy.tables import read_table, write_table
 
 
 def test_text_key_ignores_case_and_whitespace():
@@ -83,16 +85,27 @@ def test_a_few_shot_prompt_quoting_a_held_out_sentence_is_removed():
     assert _removed("adapt_fpb", train, held_out) == train[:1]
 
 
+def _pool(texts: list[str]) -> Dataset:
+    return Dataset.from_dict({"text": texts, "text_chars": [len(text) for text in texts]})
+
+
 def test_validation_slice_leaves_no_copy_in_the_pools():
-    pools = {"a": [f"document {i:03d} of source a with some words" for i in range(50)] * 2,
-             "b": [f"document {i:03d} of source b with some words" for i in range(50)]}
-    val, rest = split_validation(pools, {"a": 0.5, "b": 0.5}, 400, seed=0)
-    assert val and all(d["text"] in pools[d["source"]] for d in val)
-    val_texts = {d["text"] for d in val}
+    pools = {"a": _pool([f"document {i:03d} of source a with some words" for i in range(50)] * 2),
+             "b": _pool([f"document {i:03d} of source b with some words" for i in range(50)])}
+
+    def split() -> tuple[dict, list, dict, dict]:
+        picks, order, stats, rest = split_validation(pools, {"a": 0.5, "b": 0.5}, 400, seed=0)
+        val = {name: pools[name].select(idx)["text"][:] for name, idx in picks.items()}
+        assert len(order) == sum(map(len, val.values()))
+        return val, order.tolist(), stats, {name: pool["text"][:] for name, pool in rest.items()}
+
+    first = split()
+    val, _, stats, rest = first
+    val_texts = {text for texts in val.values() for text in texts}
+    assert val_texts and stats["a"]["docs"] == len(val["a"]) and stats["b"]["docs"] == len(val["b"])
     assert not val_texts & {t for texts in rest.values() for t in texts}  # duplicates of a val text go too
-    assert sum(map(len, rest.values())) == 150 - sum(2 if text.startswith("document") and " a " in text else 1
-                                                      for text in val_texts)
-    assert split_validation(pools, {"a": 0.5, "b": 0.5}, 400, seed=0) == (val, rest)
+    assert sum(map(len, rest.values())) == 150 - sum(2 if " a " in text else 1 for text in val_texts)
+    assert split() == first
 
 
 # --- the mix stage -----------------------------------------------------------------------------------------------
@@ -115,23 +128,30 @@ RAW = {  # dataset: (train rows, test rows); the nested and sibling datasets sha
 }
 
 
+def _mix_repo(root, **params) -> None:
+    """params.yaml and the raw tables of RAW in `root`, as the download stage leaves them."""
+    params = {"seed": 0, "mixture": {name: 0.0 if name == "wikitext" else 0.25 for name in RAW},
+              "corpus": {"wikitext": 0.5, "gsm8k_socratic": 0.25, "fpb_50agree": 0.25},
+              "mix": {"sft_rows": 80, "rl_rows": 8, "corpus_chars": 6000}, **params}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    for name, (train, test) in RAW.items():
+        write_table(Dataset.from_list(train), root / "data/raw" / name / "train")
+        write_table(Dataset.from_list(test), root / "data/raw" / name / "test")
+
+
 def _run_mix(root) -> dict[str, bytes]:
+    """The mix stage run in `root` (the working directory): every file it writes, with its bytes."""
     from stages import mix
 
     mix.main()
-    return {str(path.relative_to(root)): path.read_bytes() for path in sorted((root / "data/mixed").rglob("*.jsonl"))}
+    files = sorted((root / "data/mixed").rglob("*")) + [root / "metrics/mix.json"]
+    return {str(path.relative_to(root)): path.read_bytes() for path in files if path.is_file()}
 
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
     root = tmp_path_factory.mktemp("held_out")
-    params = {"seed": 0, "mixture": {name: 0.0 if name == "wikitext" else 0.25 for name in RAW},
-              "corpus": {"wikitext": 0.5, "gsm8k_socratic": 0.25, "fpb_50agree": 0.25},
-              "mix": {"sft_rows": 80, "rl_rows": 8, "corpus_chars": 6000}}
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    for name, (train, test) in RAW.items():
-        write_jsonl(root / "data/raw" / name / "train.jsonl", train)
-        write_jsonl(root / "data/raw" / name / "test.jsonl", test)
+    _mix_repo(root)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         first = _run_mix(root)
@@ -157,7 +177,7 @@ def test_no_training_view_holds_held_out_text(mixed):
     root, _, _ = mixed
     held_out = [t for _, test in RAW.values() for row in test for t in (row.get("sentence"), row.get("question"))
                 if t] + WIKI_TEST[1:]
-    rows = {name: read_jsonl(root / f"data/mixed/{name}.jsonl") for name in ("sft", "rl", "corpus", "corpus_val")}
+    rows = {name: read_table(root / "data/mixed" / name).to_list() for name in ("sft", "rl", "corpus", "corpus_val")}
     training = [r["prompt"] + r["completion"] for r in rows["sft"] + rows["rl"]]
     training += [d["text"] for d in rows["corpus"] + rows["corpus_val"]]
     assert len(training) > 100
@@ -167,18 +187,42 @@ def test_no_training_view_holds_held_out_text(mixed):
 
 def test_validation_slice_is_disjoint_from_corpus_and_evaluated_rows(mixed):
     root, _, _ = mixed
-    val = read_jsonl(root / "data/mixed/corpus_val.jsonl")
-    corpus = {d["text"] for d in read_jsonl(root / "data/mixed/corpus.jsonl")}
-    evaluated = [r.get("text") or r["prompt"] for path in (root / "data/mixed/eval").glob("*.jsonl")
-                 for r in read_jsonl(path)]
+    val = read_table(root / "data/mixed/corpus_val").to_list()
+    corpus = {d["text"] for d in read_table(root / "data/mixed/corpus").to_list()}
+    evaluated = [r.get("text") or r["prompt"] for folder in (root / "data/mixed/eval").iterdir()
+                 for r in read_table(folder).to_list()]
+    assert len(evaluated) == sum(len(test) for _, test in RAW.values())
     assert val and {d["source"] for d in val} == {"wikitext", "gsm8k_socratic", "fpb_50agree"}
     for doc in val:
         assert doc["text"] not in corpus
         if doc["text"] != WIKI_TEST[0].strip():  # a section heading recurs in every article: not held-out text
             assert not any(doc["text"].casefold() in e.casefold() for e in evaluated), doc
-    assert not (root / "data/mixed/corpus_eval.jsonl").exists()  # the eval loss no longer reads held-out rows
+    assert not (root / "data/mixed/corpus_eval").exists()  # the eval loss no longer reads held-out rows
 
 
 def test_mix_outputs_are_byte_identical_when_rerun(mixed):
     _, first, second = mixed
-    assert first == second and "data/mixed/corpus_val.jsonl" in first
+    assert first == second and "data/mixed/corpus_val/00000.parquet" in first
+
+
+def test_mix_outputs_are_byte_identical_for_one_and_two_processes(tmp_path, monkeypatch):
+    from stages import mix
+
+    monkeypatch.setattr(lancy.tables, "MIN_ROWS_PER_PROCESS", 1)  # tiny tables get worker processes too
+    workers = []
+
+    def processes(num_proc: int, rows: int) -> int | None:
+        workers.append(lancy.tables.processes(num_proc, rows))
+        return workers[-1]
+
+    monkeypatch.setattr(mix, "processes", processes)
+    outputs = {}
+    for num_proc in (1, 2):  # a repo each: no map result cached by the other run is reused
+        root = tmp_path / f"num_proc_{num_proc}"
+        root.mkdir()
+        _mix_repo(root, num_proc=num_proc)
+        monkeypatch.chdir(root)
+        workers.clear()
+        outputs[num_proc] = _run_mix(root)
+        assert set(workers) == ({None} if num_proc == 1 else {2})
+    assert outputs[1] == outputs[2] and "data/mixed/eval/gsm8k/00000.parquet" in outputs[1]

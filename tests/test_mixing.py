@@ -1,9 +1,36 @@
 """lancy.mixing: weights, row allocation, the task mixture (SFT + disjoint RL) and the character-weighted corpus."""
 import random
 
+import numpy as np
 import pytest
+from datasets import Dataset
 
-from lancy.mixing import allocate, experiment_tag, normalize, sample_corpus, sample_tasks
+from lancy import mixing
+from lancy.mixing import allocate, experiment_tag, normalize
+
+
+def _table(rows: list[dict]) -> Dataset:
+    return Dataset.from_list(rows) if rows else Dataset.from_dict({})
+
+
+def sample_tasks(pools, weights, sft_rows, rl_rows, seed, upsample, rl_weights=None):
+    """lancy.mixing.sample_tasks on Datasets of these records (as the mix stage builds them), the picked rows
+    read back as lists."""
+    tables = {name: _table([{**r, "record_chars": len(r["prompt"]) + len(r["completion"])} for r in rows])
+              for name, rows in pools.items()}
+    sft, rl, sft_order, rl_order, stats = mixing.sample_tasks(tables, weights, sft_rows, rl_rows, seed, upsample,
+                                                              rl_weights)
+    columns = [c for c in next(iter(tables.values())).column_names if c != "record_chars"]
+    return (mixing.take(tables, sft, sft_order, columns).to_list(), mixing.take(tables, rl, rl_order, columns).to_list(),
+            stats)
+
+
+def sample_corpus(pools, weights, total_chars, seed, upsample):
+    """lancy.mixing.sample_corpus on Datasets of these texts, the picked documents read back as a list."""
+    tables = {name: _table([{"source": name, "text": t, "text_chars": len(t)} for t in texts])
+              for name, texts in pools.items()}
+    picks, order, stats = mixing.sample_corpus(tables, weights, total_chars, seed, upsample)
+    return mixing.take(tables, picks, order, ["source", "text"]).to_list(), stats
 
 
 def _pool(name: str, n: int) -> list[dict]:
@@ -99,7 +126,6 @@ def test_sample_tasks_counts_follow_allocate():
 
 def test_sample_tasks_sft_and_rl_are_disjoint():
     sft, rl, _ = sample_tasks(POOLS, WEIGHTS, 300, 100, seed=3, upsample=False)
-    assert not {id(r) for r in sft} & {id(r) for r in rl}
     assert not _prompts(sft) & _prompts(rl)
     assert len(_prompts(sft)) == len(sft)  # without upsampling, no row is drawn twice
     assert len(_prompts(rl)) == len(rl)
@@ -208,3 +234,13 @@ def test_sample_corpus_short_source_without_and_with_upsample():
     assert stats["wiki"]["docs"] == 5 and stats["wiki"]["chars"] == sum(len(t) for t in pools["wiki"])
     _, stats = sample_corpus(pools, weights, total, seed=0, upsample=True)
     assert stats["wiki"]["chars"] >= 0.5 * total
+
+
+def test_sampling_reads_sizes_not_texts():
+    """The corpus sample is decided from `text_chars` alone: the picks do not change when the texts do."""
+    tables = {"a": Dataset.from_dict({"text": ["x" * n for n in range(1, 200)], "text_chars": list(range(1, 200))})}
+    blank = {"a": Dataset.from_dict({"text": [""] * 199, "text_chars": list(range(1, 200))})}
+    picks, order, _ = mixing.sample_corpus(tables, {"a": 1}, 3000, 0, False)
+    same, same_order, _ = mixing.sample_corpus(blank, {"a": 1}, 3000, 0, False)
+    assert np.array_equal(picks["a"], same["a"]) and np.array_equal(order, same_order)
+    assert 3000 <= np.arange(1, 200)[picks["a"]].sum() < 3000 + 199

@@ -16,6 +16,7 @@ from lancy.catalog import CATALOG
 from lancy.errors import LancyError
 from lancy.files import read_jsonl
 from lancy.sources import fetch
+from lancy.tables import read_table
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
@@ -58,6 +59,10 @@ def hub_cache(tmp_path, monkeypatch):
     return cache
 
 
+def _lists(splits: dict) -> dict[str, list[dict]]:
+    return {split: rows.to_list() for split, rows in splits.items()}
+
+
 def _reviews(n: int, offset: int = 0) -> list[dict]:
     # Sorted by label, as the real IMDB splits are: a head would be all negative.
     return [{"text": f"review number {offset + i} " * 5, "label": int(i >= n // 2)} for i in range(n)]
@@ -70,8 +75,8 @@ def test_hub_path_loads_offline_from_the_datasets_cache(hub_cache):
     assert set(splits["train"][0]) == {"text", "label"}
     labels = [row["label"] for row in splits["train"]]
     assert 10 < sum(labels) < 40, "a seeded sample of a label-sorted split has both labels"
-    assert splits == fetch(CATALOG["imdb"], _data(), seed=3)
-    assert splits != fetch(CATALOG["imdb"], _data(), seed=4)
+    assert _lists(splits) == _lists(fetch(CATALOG["imdb"], _data(), seed=3))
+    assert _lists(splits) != _lists(fetch(CATALOG["imdb"], _data(), seed=4))
 
 
 def test_hub_dataset_without_test_split_gets_disjoint_held_out_rows(hub_cache):
@@ -113,7 +118,37 @@ def test_local_csv_and_parquet_files(tmp_path):
     pd.DataFrame({"sentence": ["great"], "label": [1], "idx": [0]}).to_parquet(tmp_path / "validation.parquet")
     splits = fetch(CATALOG["sst2"], _data(source="local", local={"sst2": str(tmp_path)}), seed=0)
     assert sorted(r["sentence"] for r in splits["train"]) == ["a fine film", "dull"]
-    assert splits["test"] == [{"sentence": "great", "label": 1, "idx": 0}]
+    assert splits["test"].to_list() == [{"sentence": "great", "label": 1, "idx": 0}]
+
+
+def test_download_samples_a_large_local_split_by_seed(tmp_path, monkeypatch):
+    """More local rows than `data.train_rows`: a seeded sample (never the label-sorted head), through the stage."""
+    import pandas as pd
+
+    from stages import download
+
+    source = tmp_path / "imdb"
+    source.mkdir()
+    pd.DataFrame(_reviews(400)).to_json(source / "train.jsonl", orient="records", lines=True)
+    pd.DataFrame(_reviews(100, 1000)).to_parquet(source / "test.parquet")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["download", "imdb"])
+
+    def download_with(seed: int) -> dict[str, list[dict]]:
+        data = {"source": "local", "train_rows": 50, "test_rows": 10, "local": {"imdb": str(source)}}
+        params = {"seed": seed, "data": data, "mixture": {"imdb": 1}, "corpus": {"imdb": 1}}
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        download.main()
+        return {split: read_table(tmp_path / "data/raw/imdb" / split).to_list() for split in ("train", "test")}
+
+    first = download_with(seed=3)
+    assert len(first["train"]) == 50 and len(first["test"]) == 10
+    texts = [row["text"] for row in first["train"]]
+    assert len(set(texts)) == 50 and set(texts) <= {row["text"] for row in _reviews(400)}
+    assert 10 < sum(row["label"] for row in first["train"]) < 40, "not the head of a label-sorted file"
+    assert download_with(seed=3) == first
+    other = download_with(seed=4)
+    assert other["train"] != first["train"] and other["test"] != first["test"]
 
 
 def test_local_missing_split_file_is_one_clear_error(tmp_path):
@@ -154,12 +189,12 @@ def test_real_samples_through_download_mix_and_tokenize(tmp_path):
         result = subprocess.run([sys.executable, "-m", *args], cwd=tmp_path, env=env, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr[-2000:]
 
-    imdb = read_jsonl(tmp_path / "data/raw/imdb/train.jsonl")
+    imdb = read_table(tmp_path / "data/raw/imdb/train").to_list()
     assert len(imdb) == 400 and "<br />" in "".join(r["text"] for r in imdb)  # real text, HTML kept
     mix = json.loads((tmp_path / "metrics/mix.json").read_text())
     assert mix["sft_rows"] == 300 and mix["sources"]["mrpc"]["rows"] == 30
     assert mix["experiment"] == "mix_imdb-40_sst2-30_mrpc-10_gsm8k-20"
-    evaluation = read_jsonl(tmp_path / "data/mixed/eval/gsm8k.jsonl")
+    evaluation = read_table(tmp_path / "data/mixed/eval/gsm8k").to_list()
     assert all(r["answer"] == final_number(r["completion"]) for r in evaluation)
     tokenize = json.loads((tmp_path / "metrics/tokenize.json").read_text())
     assert tokenize["vocab_size"] == 2048 and tokenize["sft"]["examples"] == 300

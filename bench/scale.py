@@ -1,0 +1,221 @@
+"""Data stages at scale: download + mix + tokenize on 10M and 100M characters of real text (1B with --billion).
+
+The corpus is the real WikiText-2 lines of ../shared/data/real in numbered copies (a local dataset, so nothing is
+downloaded), with the real SST-2 sample as the SFT task; each stage runs as `dvc repro` would run it (a process of
+its own, in a work folder with its params.yaml). Per stage: wall time, and the peak memory of its process tree
+sampled every 50 ms: resident (RSS, which counts the pages of memory-mapped Arrow files the stage has touched:
+page cache the kernel takes back when it needs it) and anonymous (RSS less file-backed pages: what the stage
+itself allocated). Targets on the anonymous peak, which is what a bigger corpus could exhaust.
+
+Then, on the largest size below a billion: the tokenize stage with 1 and 2 processes, and tokenize + pack
+(lancy's batched maps, in-process) against the raw fast tokenizer's `encode_batch` on the same texts.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = REPO.parent / "shared" / "data" / "real"
+SIZES = (10_000_000, 100_000_000)
+BILLION = 1_000_000_000
+QUICK_SIZES = (1_000_000, 3_000_000)
+STAGES = (("download", ["stages.download", "wikitext"]), ("download", ["stages.download", "sst2"]),
+          ("mix", ["stages.mix"]), ("tokenize", ["stages.tokenize"]))
+
+
+def write_corpus(folder: Path, chars: int) -> int:
+    """WikiText-2 validation lines, numbered copies, until `chars` characters: folder/train.parquet (and the real
+    test split as test.parquet). Returns the number of rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    lines = [json.loads(line)["text"] for line in open(REAL / "wikitext2_raw" / "validation.jsonl")]
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, written, copy = 0, 0, 0
+    with pq.ParquetWriter(folder / "train.parquet", pa.schema([("text", pa.string())])) as writer:
+        while written < chars:
+            batch = [f"{line.rstrip()} ({copy})\n" if line.strip() else line for line in lines]
+            writer.write_table(pa.table({"text": batch}))
+            rows, written, copy = rows + len(batch), written + sum(map(len, batch)), copy + 1
+    shutil.copy(REAL / "wikitext2_raw" / "test.jsonl", folder / "test.jsonl")
+    return rows
+
+
+def params(work: Path, chars: int, rows: int, num_proc: int) -> None:
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    base.update(num_proc=num_proc, mixture={"sst2": 1.0, "wikitext": 0.0}, corpus={"wikitext": 1.0})
+    base["data"].update(source="local", train_rows=rows, test_rows=200,
+                        local={"wikitext": str(work / "wikitext"), "sst2": str(REAL / "glue" / "sst2")})
+    base["mix"].update(sft_rows=2000, rl_rows=64, corpus_chars=int(chars / 1.1))  # room for validation, held-out
+    base["model"].update(vocab_size=8192)
+    (work / "params.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
+
+
+def tree_memory(pid: int) -> tuple[int, int]:
+    """(RSS, anonymous RSS) in bytes of a process and its descendants."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0, 0
+    rss = anon = 0
+    for proc in procs:
+        try:
+            info = proc.memory_info()
+        except psutil.NoSuchProcess:
+            continue
+        rss, anon = rss + info.rss, anon + info.rss - info.shared
+    return rss, anon
+
+
+def run_stage(work: Path, module: list[str]) -> dict:
+    """Wall time and peak memory of one stage process."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               HF_DATASETS_DISABLE_PROGRESS_BARS="1", TMPDIR=str(work / "tmp"))
+    (work / "tmp").mkdir(exist_ok=True)
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", *module], cwd=work, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    peak = {"rss": 0, "anon": 0}
+
+    def sample():
+        while process.poll() is None:
+            rss, anon = tree_memory(process.pid)
+            peak["rss"], peak["anon"] = max(peak["rss"], rss), max(peak["anon"], anon)
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output = process.communicate()[0]
+    sampler.join()
+    if process.returncode:
+        raise RuntimeError(f"{' '.join(module)} failed:\n{output[-3000:]}")
+    return {"wall_s": time.perf_counter() - start, "peak_rss_mb": peak["rss"] / 2**20,
+            "peak_anon_mb": peak["anon"] / 2**20}
+
+
+def pipeline(work: Path, chars: int, num_proc: int = 0) -> dict:
+    rows = write_corpus(work / "wikitext", chars)
+    params(work, chars, rows, num_proc)
+    stages = {}
+    for name, module in STAGES:
+        result = run_stage(work, module)
+        if name in stages:  # the two downloads: their sum, the larger peak
+            result = {"wall_s": stages[name]["wall_s"] + result["wall_s"],
+                      **{k: max(stages[name][k], result[k]) for k in ("peak_rss_mb", "peak_anon_mb")}}
+        stages[name] = result
+    tokens = json.loads((work / "metrics" / "tokenize.json").read_text())
+    stages["tokenize"]["tokens"] = tokens["pretrain"]["tokens"] + tokens["pretrain"]["dropped_tokens"] + tokens["sft"]["tokens"]
+    stages["tokenize"]["tokens_per_core_s"] = stages["tokenize"]["tokens"] / stages["tokenize"]["wall_s"] / os.cpu_count()
+    return {"chars": chars, "rows": rows, "stages": stages}
+
+
+def encode_vs_raw(work: Path, num_proc: int) -> dict:
+    """Tokens/s of lancy's tokenize + pack maps (in this process, num_proc workers) and of the raw fast tokenizer's
+    `encode_batch` (all cores through its own threads) on the same corpus and SFT texts."""
+    sys.path.insert(0, str(REPO))
+    from lancy.packing import encode_docs, encode_sft, pack_blocks, pack_sft
+    from lancy.tables import list_lengths, processes, read_table
+    from lancy.tokenization import load_tokenizer
+
+    tokenizer = load_tokenizer(str(work / "data/tokenized/tokenizer"))
+    corpus, sft = read_table(work / "data/mixed/corpus"), read_table(work / "data/mixed/sft")
+    texts = corpus["text"][:] + sft["prompt"][:] + sft["completion"][:]
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    start = time.perf_counter()
+    raw = sum(len(e.ids) for e in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False))
+    raw_s = time.perf_counter() - start
+    del texts
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    start = time.perf_counter()
+    docs = corpus.map(encode_docs, batched=True, remove_columns=corpus.column_names, num_proc=processes(num_proc, len(corpus)),
+                      fn_kwargs={"tokenizer": tokenizer, "eos_id": tokenizer.eos_token_id})
+    blocks, _ = pack_blocks(docs, 256, num_proc)
+    examples = sft.map(encode_sft, batched=True, remove_columns=sft.column_names, num_proc=processes(num_proc, len(sft)),
+                       fn_kwargs={"tokenizer": tokenizer, "max_length": 256})
+    pack_sft(examples, 256, num_proc)
+    ours_s = time.perf_counter() - start
+    ours = int(list_lengths(docs, "input_ids").sum() + list_lengths(examples, "input_ids").sum())
+    return {"raw_tokens_per_s": raw / raw_s, "lancy_tokens_per_s": ours / ours_s, "ratio": (ours / ours_s) / (raw / raw_s),
+            "raw_tokens": raw, "lancy_tokens": ours}
+
+
+def run(quick: bool = False, billion: bool = False) -> dict:
+    if not (REAL / "wikitext2_raw").exists():
+        return {"skipped": f"{REAL} is absent"}
+    sizes = QUICK_SIZES if quick else SIZES + ((BILLION,) if billion else ())
+    results = {"sizes": []}
+    with tempfile.TemporaryDirectory(prefix="lancy-scale-") as tmp:
+        for chars in sizes:
+            work = Path(tmp) / str(chars)
+            results["sizes"].append(pipeline(work, chars))
+            print(f"scale {chars / 1e6:.0f}M chars: " + ", ".join(
+                f"{name} {s['wall_s']:.1f} s / {s['peak_anon_mb']:.0f} MB anon / {s['peak_rss_mb']:.0f} MB rss"
+                for name, s in results["sizes"][-1]["stages"].items()), flush=True)
+        largest = Path(tmp) / str(max(s for s in sizes if s < BILLION))
+        one = run_stage(largest, ["stages.tokenize"]) if _set_num_proc(largest, 1) else None
+        two = run_stage(largest, ["stages.tokenize"]) if _set_num_proc(largest, 2) else None
+        results["processes"] = {"one_s": one["wall_s"], "two_s": two["wall_s"], "speedup": one["wall_s"] / two["wall_s"]}
+        results["encode"] = encode_vs_raw(largest, 2)
+    return results
+
+
+def _set_num_proc(work: Path, num_proc: int) -> bool:
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["num_proc"] = num_proc
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return True
+
+
+def table(results: dict) -> list[tuple[str, str, str, bool]]:
+    """(benchmark, measured, target, met) rows."""
+    if "skipped" in results:
+        return []
+    by_size = {s["chars"]: s["stages"] for s in results["sizes"]}
+    small, large = min(by_size), max(c for c in by_size if c < BILLION)
+    rows = []
+    for stage in ("download", "mix", "tokenize"):
+        a, b = by_size[small][stage], by_size[large][stage]
+        ratio = b["peak_anon_mb"] / a["peak_anon_mb"]
+        rows.append((f"{stage}: peak memory {large / 1e6:.0f}M / {small / 1e6:.0f}M chars",
+                     f"{ratio:.2f}x ({a['peak_anon_mb']:.0f} -> {b['peak_anon_mb']:.0f} MB anon; "
+                     f"rss {a['peak_rss_mb']:.0f} -> {b['peak_rss_mb']:.0f} MB)", "<= 1.5x", ratio <= 1.5))
+        if BILLION in by_size:
+            c = by_size[BILLION][stage]
+            above = (c["peak_anon_mb"] - a["peak_anon_mb"]) / 1024
+            rows.append((f"{stage}: peak memory 1B - {small / 1e6:.0f}M chars", f"{above:+.2f} GiB "
+                         f"({c['peak_anon_mb']:.0f} MB anon, rss {c['peak_rss_mb']:.0f} MB)", "<= 2 GiB", above <= 2))
+        growth = b["wall_s"] / a["wall_s"]
+        rows.append((f"{stage}: time {large / 1e6:.0f}M / {small / 1e6:.0f}M chars",
+                     f"{growth:.1f}x ({a['wall_s']:.1f} -> {b['wall_s']:.1f} s)", "<= 12x", growth <= 12))
+    speedup = results["processes"]["speedup"]
+    rows.append(("tokenize stage, 2 processes / 1", f"{speedup:.2f}x ({results['processes']['one_s']:.1f} -> "
+                 f"{results['processes']['two_s']:.1f} s)", ">= 1.7x", speedup >= 1.7))
+    encode = results["encode"]
+    rows.append(("tokenize + pack / raw encode_batch", f"{encode['ratio']:.2f}x ({encode['lancy_tokens_per_s'] / 1e6:.2f}M "
+                 f"vs {encode['raw_tokens_per_s'] / 1e6:.2f}M tokens/s)", ">= 0.8x", encode["ratio"] >= 0.8))
+    return rows
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--billion", action="store_true", help="also 1B characters (about 15 minutes more, 2 cores)")
+    args = parser.parse_args()
+    out = run(args.quick, args.billion)
+    for row in table(out):
+        print(f"{row[0]:<45} {row[1]:<60} target {row[2]:<8} {'met' if row[3] else 'MISSED'}")
+    (REPO / "bench/out").mkdir(parents=True, exist_ok=True)
+    (REPO / "bench/out/scale.json").write_text(json.dumps(out, indent=2) + "\n")
