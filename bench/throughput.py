@@ -13,16 +13,20 @@ import torch
 from lancy.catalog import CATALOG
 from lancy.files import read_jsonl
 from lancy.harmonize import harmonize_rows
-from lancy.mixing import sample_tasks
-from lancy.packing import IGNORE, PackedCollator, encode_sft, pack_blocks, pack_sft, sft_example
+from lancy.mixing import sample_tasks, take
+from lancy.packing import IGNORE, PackedCollator, encode_docs, encode_sft, pack_blocks, pack_sft, sft_example
+from lancy.tables import list_lengths
 from lancy.tokenization import train_tokenizer
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 MAX_LENGTH = 512
 
 
-def load_mixture(rows: int, seed: int = 0) -> tuple[list[dict], str]:
-    """IMDB + SST-2 SFT records (70/30 by rows), from the real samples when present, else the stand-ins."""
+def load_mixture(rows: int, seed: int = 0):
+    """(Dataset of IMDB + SST-2 SFT records, 70/30 by rows, sampled as the mix stage samples them; where they came
+    from): the real samples when present, else the stand-ins."""
+    from datasets import Dataset
+
     from lancy import embedded
 
     pools, origin = {}, "real samples (../shared/data/real)"
@@ -32,23 +36,30 @@ def load_mixture(rows: int, seed: int = 0) -> tuple[list[dict], str]:
             raw = read_jsonl(path)
         else:
             raw, origin = embedded.generate(name, "train", 3000, seed), "embedded stand-ins (real samples absent)"
-        pools[name] = harmonize_rows(CATALOG[name], raw, "train", {})[0]
-    sft, _, _ = sample_tasks(pools, {"imdb": 0.7, "sst2": 0.3}, rows, 0, seed, upsample=False)
-    return sft, origin
+        records = harmonize_rows(CATALOG[name], raw, "train", {})[0]
+        pools[name] = Dataset.from_dict({"source": [name] * len(records), "prompt": [r["prompt"] for r in records],
+                                         "completion": [r["completion"] for r in records],
+                                         "record_chars": [len(r["prompt"]) + len(r["completion"]) for r in records]})
+    sft, _, order, _, _ = sample_tasks(pools, {"imdb": 0.7, "sst2": 0.3}, rows, 0, seed, upsample=False)
+    return take(pools, sft, order, ["source", "prompt", "completion"]).flatten_indices(), origin
 
 
-def bench_tokenize(records: list[dict], tokenizer) -> dict:
+def sft_examples(records, tokenizer):
+    """The SFT examples of `records`, as the tokenize stage encodes them (one process here)."""
+    return records.map(encode_sft, batched=True, fn_kwargs={"tokenizer": tokenizer, "max_length": MAX_LENGTH},
+                       remove_columns=records.column_names, load_from_cache_file=False)
+
+
+def bench_tokenize(records, tokenizer) -> dict:
     """Tokens per CPU-second (all threads' CPU time, so per core) of our path and of a per-example map.
 
     Per core, both are bound by the tokenizer itself; the batched path also spreads it over the cores
     (wall-clock speedup), which a per-example map cannot.
     """
-    from datasets import Dataset
-
     def ours():  # what the tokenize stage runs
-        examples, _ = encode_sft(tokenizer, records, MAX_LENGTH)
+        examples = sft_examples(records, tokenizer)
         pack_sft(examples, MAX_LENGTH)
-        return sum(len(e["input_ids"]) for e in examples)
+        return int(list_lengths(examples, "input_ids").sum())
 
     def per_example_map():
         def encode(row):
@@ -57,7 +68,7 @@ def bench_tokenize(records: list[dict], tokenizer) -> dict:
             example, _ = sft_example(prompt, completion, MAX_LENGTH)
             return example
 
-        mapped = Dataset.from_list(records).map(encode, remove_columns=list(records[0]), load_from_cache_file=False)
+        mapped = records.map(encode, remove_columns=records.column_names, load_from_cache_file=False)
         return sum(len(ids) for ids in mapped["input_ids"])
 
     results = {}
@@ -84,19 +95,22 @@ def token_batches(rows: list[dict], real_tokens_per_step: int) -> list[list[dict
     return batches
 
 
-def bench_packing(examples: list[dict], corpus_docs: list[list[int]], eos: int, batch_size: int = 8) -> dict:
+def bench_packing(examples, corpus_docs, batch_size: int = 8) -> dict:
+    """Real tokens per row slot: SFT examples (a Dataset) packed and in shuffled padded batches; pretraining
+    blocks of `corpus_docs` (a Dataset of documents' token ids, EOS included)."""
     packed = pack_sft(examples, MAX_LENGTH)
-    real = sum(len(e["input_ids"]) for e in examples)
-    shuffled = random.Random(0).sample(examples, len(examples))
+    lengths = list_lengths(examples, "input_ids").tolist()
+    real = sum(lengths)
+    shuffled = random.Random(0).sample(lengths, len(lengths))
     padded_slots = sum(
-        len(batch) * max(len(e["input_ids"]) for e in batch)
-        for batch in (shuffled[i : i + batch_size] for i in range(0, len(shuffled), batch_size))
+        len(batch) * max(batch) for batch in (shuffled[i : i + batch_size] for i in range(0, len(shuffled), batch_size))
     )
-    blocks, dropped = pack_blocks(corpus_docs, MAX_LENGTH, eos)
+    blocks, dropped = pack_blocks(corpus_docs, MAX_LENGTH)
+    block_tokens = len(blocks) * MAX_LENGTH
     return {
         "sft_packed_efficiency": real / (len(packed) * MAX_LENGTH),
         "sft_padded_efficiency": real / padded_slots,
-        "pretrain_block_efficiency": blocks.size / (blocks.size + dropped),
+        "pretrain_block_efficiency": block_tokens / (block_tokens + dropped),
         "examples": len(examples), "real_tokens": real, "packed_rows": len(packed),
     }
 
@@ -143,6 +157,8 @@ def bench_training(examples: list[dict], held_out: list[dict], tokenizer, steps:
     512-token rows (no mask, restarting position_ids). Quality parity: the held-out completion loss after
     both runs.
     """
+    from datasets import Dataset
+
     pad = tokenizer.pad_token_id
     steps_examples = token_batches(random.Random(0).sample(examples, len(examples)),
                                    int(rows_per_step * MAX_LENGTH * 0.95))[:steps]
@@ -153,7 +169,7 @@ def bench_training(examples: list[dict], held_out: list[dict], tokenizer, steps:
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         real, slots, elapsed = 0, 0, 0.0
         for batch in steps_examples:
-            rows = list(pack_sft(batch, MAX_LENGTH)) if name == "packed" else batch
+            rows = list(pack_sft(Dataset.from_list(batch), MAX_LENGTH)) if name == "packed" else batch
             inputs = collate[name](rows)
             start = time.perf_counter()
             loss = model(**inputs).loss
@@ -174,15 +190,17 @@ def bench_training(examples: list[dict], held_out: list[dict], tokenizer, steps:
 
 def run(quick: bool) -> dict:
     records, origin = load_mixture(1000 if quick else 6000)
-    tokenizer = train_tokenizer([r["prompt"] + r["completion"] for r in records], 8192)
-    examples, _ = encode_sft(tokenizer, records, MAX_LENGTH)
-    docs = tokenizer([r["prompt"] for r in records], add_special_tokens=False)["input_ids"]
-    held_out = examples[-64:]
+    tokenizer = train_tokenizer([p + c for p, c in zip(records["prompt"], records["completion"], strict=True)], 8192)
+    examples = sft_examples(records, tokenizer)
+    docs = records.select_columns(["prompt"]).rename_column("prompt", "text").map(
+        encode_docs, batched=True, fn_kwargs={"tokenizer": tokenizer, "eos_id": tokenizer.eos_token_id},
+        remove_columns=["text"])
+    rows = examples.select_columns(["input_ids", "labels"]).to_list()
     steps = 8 if quick else 40
     return {
         "data": origin,
         "tokenize": bench_tokenize(records, tokenizer),
-        "packing": bench_packing(examples, docs, tokenizer.eos_token_id),
-        "training": bench_training(examples[:-64], held_out, tokenizer, steps=steps, rows_per_step=8),
+        "packing": bench_packing(examples, docs),
+        "training": bench_training(rows[:-64], rows[-64:], tokenizer, steps=steps, rows_per_step=8),
         "threads": torch.get_num_threads(),
     }

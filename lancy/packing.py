@@ -21,7 +21,8 @@ from itertools import pairwise
 
 import numpy as np
 
-from lancy.tables import flat_values, list_lengths, map_ranges, processes
+# The lancy.tables helpers are imported where used: bench/gpu_sft.py loads this file alone, on GPU machines
+# without datasets (which the lancy package imports).
 
 IGNORE = -100
 BLOCKS_PER_RANGE = 8192  # pretraining blocks cut per task (2M tokens at max_length 256)
@@ -48,6 +49,8 @@ def pack_blocks(docs, block_size: int, num_proc: int = 1):
     Blocks are cut in ranges of BLOCKS_PER_RANGE, each read straight from the token offsets of the memory-mapped
     documents, so the result is the same for any num_proc and no process holds more than one range.
     """
+    from lancy.tables import list_lengths, map_ranges
+
     total = int(list_lengths(docs, "input_ids").sum())
     count = total // block_size
     blocks = map_ranges(count, BLOCKS_PER_RANGE, _blocks, num_proc, token_features("input_ids"),
@@ -58,6 +61,8 @@ def pack_blocks(docs, block_size: int, num_proc: int = 1):
 def _blocks(start: int, stop: int, docs, block_size: int):
     import pyarrow as pa
 
+    from lancy.tables import flat_values
+
     values = flat_values(docs, "input_ids").slice(start * block_size, (stop - start) * block_size).combine_chunks()
     offsets = pa.array(np.arange(0, len(values) + 1, block_size, dtype=np.int32))
     return pa.table({"input_ids": pa.ListArray.from_arrays(offsets, values)})
@@ -65,6 +70,8 @@ def _blocks(start: int, stop: int, docs, block_size: int):
 
 def document_rows(docs, max_length: int, num_proc: int = 1):
     """Unpacked pretraining rows: each document (with EOS) alone, cut at max_length; and the tokens cut."""
+    from lancy.tables import list_lengths, processes
+
     lengths = list_lengths(docs, "input_ids")
     rows = docs.map(_cut, batched=True, fn_kwargs={"max_length": max_length}, remove_columns=docs.column_names,
                     features=token_features("input_ids"), num_proc=processes(num_proc, len(docs)))
@@ -142,6 +149,8 @@ def pack_sft(examples, max_length: int, num_proc: int = 1):
     """Best-fit-decreasing packing (TRL's `pack_dataset`) into bins of max_length, with position_ids restarting
     per example, over ranges of PACK_EXAMPLES examples: the same for any num_proc, bounded memory per process,
     and one part-empty bin per range at most."""
+    from lancy.tables import map_ranges
+
     return map_ranges(len(examples), PACK_EXAMPLES, _pack_range, num_proc,
                       token_features("input_ids", "labels", "position_ids"),
                       examples=examples.select_columns(["input_ids", "labels"]), max_length=max_length)

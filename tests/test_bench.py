@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from datasets import Dataset
 
-from bench.throughput import bench_packing, token_batches
+from bench.throughput import bench_packing, load_mixture, token_batches
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,12 +25,21 @@ def test_token_batches_hold_the_budget():
 
 
 def test_packing_efficiencies_by_hand():
-    examples = [_example(n) for n in (500, 12, 250, 250, 12)]
-    result = bench_packing(examples, [[1] * 1000, [2] * 26], eos=0, batch_size=8)
+    examples = Dataset.from_list([_example(n) for n in (500, 12, 250, 250, 12)])
+    docs = Dataset.from_dict({"input_ids": [[1] * 1000 + [0], [2] * 26 + [0]]})  # EOS appended, as encode_docs does
+    result = bench_packing(examples, docs, batch_size=8)
     real = 500 + 12 + 250 + 250 + 12
     assert result["sft_packed_efficiency"] == real / (2 * 512)  # [500, 12] and [250, 250, 12]
     assert result["sft_padded_efficiency"] == real / (5 * 500)  # one batch padded to its longest row
     assert result["pretrain_block_efficiency"] == 1024 / 1028  # 1,028 tokens with EOS, two full blocks
+
+
+def test_mixture_is_seventy_thirty_and_seeded():
+    records, _ = load_mixture(100)
+    again, _ = load_mixture(100)
+    assert records.column_names == ["source", "prompt", "completion"] and records.to_list() == again.to_list()
+    assert sorted(records["source"]) == ["imdb"] * 70 + ["sst2"] * 30
+    assert records["source"][:30].count("sst2") not in (0, 30)  # shuffled together, not one source after the other
 
 
 def test_gpu_script_smoke_run_on_cpu(tmp_path):

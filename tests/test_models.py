@@ -10,6 +10,7 @@ import yaml
 
 from lancy.errors import LancyError
 from lancy.models import apply_lora, load_config, load_model, memory_estimate, moe_facts, parameter_counts
+from lancy.tables import read_table
 from lancy.tokenization import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -193,12 +194,13 @@ def test_family_through_tokenize_pretrain_and_sft(folders, workspace, family, mo
 def test_packed_rows_keep_examples_apart_in_every_family(folders, family):
     """The packed collator's batches give each example the logits it has alone, whatever the family."""
     import torch
+    from datasets import Dataset
 
     from lancy.packing import PackedCollator, pack_sft
 
     model = load_model(str(folders[family])).eval()
     examples = [{"input_ids": list(range(5, 5 + n)), "labels": list(range(5, 5 + n))} for n in (30, 20, 12)]
-    rows = list(pack_sft(examples, 64))
+    rows = list(pack_sft(Dataset.from_list(examples), 64))
     batch = PackedCollator(pad_id=0)(rows)
     with torch.no_grad():
         packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
@@ -232,8 +234,6 @@ def test_effective_batch_size_counts_processes_and_accumulation(folders, monkeyp
 
 
 def test_packing_off_trains_one_example_per_row(workspace, monkeypatch):
-    import datasets
-
     import stages.sft
     import stages.tokenize
 
@@ -245,8 +245,7 @@ def test_packing_off_trains_one_example_per_row(workspace, monkeypatch):
     Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stages.tokenize.main()
     metrics = json.loads(Path("metrics/tokenize.json").read_text())
-    sft = datasets.Dataset.from_parquet("data/tokenized/sft.parquet")
-    pretrain = datasets.Dataset.from_parquet("data/tokenized/pretrain.parquet")
+    sft, pretrain = read_table(Path("data/tokenized/sft")), read_table(Path("data/tokenized/pretrain"))
     assert not metrics["packing"] and len(sft) == metrics["sft"]["examples"] == 40
     assert len({len(ids) for ids in pretrain["input_ids"]}) > 1  # documents of their own lengths, not blocks
     import stages.pretrain

@@ -1,4 +1,6 @@
-"""lancy.packing: pretraining blocks, SFT examples, best-fit packing, and packed == unpacked logits."""
+"""lancy.packing: pretraining blocks and rows, SFT examples, best-fit packing (the same for any number of
+processes), and packed == unpacked logits."""
+import os
 import random
 from types import SimpleNamespace
 
@@ -7,14 +9,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 import transformers.modeling_flash_attention_utils as flash_utils
+from datasets import Dataset, List, Value
 from transformers import AttentionInterface, LlamaConfig, LlamaForCausalLM
 from transformers.integrations.flash_attention import flash_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, flash_attention_mask
 
+import lancy.packing
+import lancy.tables
 from lancy.packing import (
     IGNORE,
     FlattenedCollator,
     PackedCollator,
+    document_rows,
     pack_blocks,
     pack_sft,
     packed_collator,
@@ -24,33 +30,80 @@ from lancy.packing import (
 # --- pack_blocks ------------------------------------------------------------------------------------------------
 
 
+def _docs(docs: list[list[int]], eos: int = 0) -> Dataset:
+    """Documents as the tokenize stage hands them over: token ids with EOS appended (`encode_docs`)."""
+    return Dataset.from_dict({"input_ids": [[*doc, eos] for doc in docs]})
+
+
 def test_pack_blocks_shapes_eos_and_dropped_tail():
-    docs = [[1, 2, 3], [4, 5], [6, 7, 8, 9]]
-    blocks, dropped = pack_blocks(docs, block_size=4, eos_id=0)
+    blocks, dropped = pack_blocks(_docs([[1, 2, 3], [4, 5], [6, 7, 8, 9]]), block_size=4)
     # stream: 1 2 3 0 | 4 5 0 6 | 7 8 9 0  (12 tokens = 3 full blocks)
-    assert blocks.shape == (3, 4) and blocks.dtype == np.int64
-    assert blocks.tolist() == [[1, 2, 3, 0], [4, 5, 0, 6], [7, 8, 9, 0]]
+    assert blocks.features["input_ids"] == List(Value("int32"))
+    assert blocks["input_ids"] == [[1, 2, 3, 0], [4, 5, 0, 6], [7, 8, 9, 0]]
     assert dropped == 0
 
 
 def test_pack_blocks_drops_incomplete_tail():
-    blocks, dropped = pack_blocks([[1, 2, 3], [4, 5]], block_size=3, eos_id=0)
-    assert blocks.tolist() == [[1, 2, 3], [0, 4, 5]]
+    blocks, dropped = pack_blocks(_docs([[1, 2, 3], [4, 5]]), block_size=3)
+    assert blocks["input_ids"] == [[1, 2, 3], [0, 4, 5]]
     assert dropped == 1  # the final EOS
 
 
 def test_pack_blocks_too_little_text():
-    blocks, dropped = pack_blocks([[1, 2]], block_size=8, eos_id=0)
-    assert blocks.shape == (0, 8) and dropped == 3
+    blocks, dropped = pack_blocks(_docs([[1, 2]]), block_size=8)
+    assert len(blocks) == 0 and blocks.column_names == ["input_ids"] and dropped == 3
+
+
+def _random_docs(seed: int, count: int = 50) -> list[list[int]]:
+    rng = random.Random(seed)
+    return [[rng.randrange(1, 100) for _ in range(rng.randrange(1, 40))] for _ in range(count)]
 
 
 def test_pack_blocks_random_docs_keep_the_stream():
-    rng = random.Random(0)
-    docs = [[rng.randrange(1, 100) for _ in range(rng.randrange(1, 40))] for _ in range(50)]
-    blocks, dropped = pack_blocks(docs, block_size=16, eos_id=0)
+    docs = _random_docs(0)
+    blocks, dropped = pack_blocks(_docs(docs), block_size=16)
     stream = [t for doc in docs for t in [*doc, 0]]
-    assert blocks.size + dropped == len(stream) and dropped < 16
-    assert blocks.reshape(-1).tolist() == stream[: blocks.size]
+    assert len(blocks) * 16 + dropped == len(stream) and dropped < 16
+    assert np.asarray(blocks["input_ids"]).reshape(-1).tolist() == stream[: len(blocks) * 16]
+
+
+@pytest.fixture
+def worker_processes(monkeypatch, tmp_path):
+    """Small tables go to worker processes, and map_ranges records the process that builds each range: returns
+    the set of those process ids."""
+    monkeypatch.setattr(lancy.tables, "MIN_ROWS_PER_PROCESS", 1)
+    build = lancy.tables._range
+
+    def recorded(batch, **kwargs):
+        (tmp_path / f"pid-{os.getpid()}").touch()
+        return build(batch, **kwargs)
+
+    monkeypatch.setattr(lancy.tables, "_range", recorded)
+    return lambda: {path.name for path in tmp_path.glob("pid-*")}
+
+
+def test_pack_blocks_same_rows_for_any_number_of_processes(worker_processes, monkeypatch):
+    """Blocks are cut in fixed ranges: one process or two, the rows are the stream cut every block_size."""
+    monkeypatch.setattr(lancy.packing, "BLOCKS_PER_RANGE", 3)
+    docs = _random_docs(1, count=60)
+    stream = np.concatenate([[*doc, 0] for doc in docs])
+    expected = stream[: len(stream) // 16 * 16].reshape(-1, 16)
+    assert len(expected) > 3 * 4  # several ranges per process
+    one, dropped_one = pack_blocks(_docs(docs), 16, num_proc=1)
+    assert len(worker_processes()) == 1
+    two, dropped_two = pack_blocks(_docs(docs), 16, num_proc=2)
+    assert len(worker_processes()) == 3  # two workers beside this process
+    assert one["input_ids"] == two["input_ids"] == expected.tolist()
+    assert dropped_one == dropped_two == len(stream) % 16
+
+
+# --- document_rows ----------------------------------------------------------------------------------------------
+
+
+def test_document_rows_cut_each_document_and_count_the_cut():
+    rows, cut = document_rows(_docs([[1, 2, 3, 4, 5, 6], [], [7, 8]]), max_length=4)
+    assert rows["input_ids"] == [[1, 2, 3, 4], [7, 8, 0]]  # an empty document (EOS alone) is no row
+    assert cut == 3  # 5, 6 and the EOS of the first document
 
 
 # --- sft_example ------------------------------------------------------------------------------------------------
@@ -124,12 +177,13 @@ def numbered():
     lengths = [rng.randrange(3, 60) for _ in range(80)]
     prompts = [rng.randrange(1, n) for n in lengths]
     examples = _numbered_examples(lengths, prompts)
-    return examples, pack_sft(examples, max_length=64)
+    return examples, pack_sft(Dataset.from_list(examples), max_length=64)
 
 
 def test_pack_sft_columns_and_row_lengths(numbered):
     _, packed = numbered
     assert set(packed.column_names) == {"input_ids", "labels", "position_ids"}
+    assert all(feature == List(Value("int32")) for feature in packed.features.values())
     for row in packed:
         assert 0 < len(row["input_ids"]) <= 64
         assert len(row["labels"]) == len(row["position_ids"]) == len(row["input_ids"])
@@ -155,10 +209,40 @@ def test_pack_sft_is_efficient_for_many_short_examples():
     rng = random.Random(1)
     lengths = [rng.randrange(4, 48) for _ in range(600)]
     examples = _numbered_examples(lengths, [2] * len(lengths))
-    packed = pack_sft(examples, max_length=128)
+    packed = pack_sft(Dataset.from_list(examples), max_length=128)
     tokens = sum(len(row["input_ids"]) for row in packed)
     assert tokens == sum(lengths)
     assert tokens / (len(packed) * 128) > 0.9
+
+
+def test_pack_sft_same_rows_for_any_number_of_processes(worker_processes, monkeypatch, numbered):
+    """Examples are packed in fixed ranges: one process or two, the same rows, every example in one of them once."""
+    monkeypatch.setattr(lancy.packing, "PACK_EXAMPLES", 7)
+    examples, _ = numbered
+    one = pack_sft(Dataset.from_list(examples), max_length=64, num_proc=1)
+    assert len(worker_processes()) == 1
+    two = pack_sft(Dataset.from_list(examples), max_length=64, num_proc=2)
+    assert len(worker_processes()) == 3  # two workers beside this process
+    assert one.to_list() == two.to_list()
+    found = [row["input_ids"][s:e] for row in two for s, e in _segments(row)]
+    assert sorted(found) == sorted(e["input_ids"] for e in examples)
+
+
+def test_pack_sft_packs_each_range_best_fit(monkeypatch):
+    """Over several ranges, bins hold the examples of one range, and each range is packed best-fit-decreasing:
+    as many rows as its tokens need, or one more."""
+    monkeypatch.setattr(lancy.packing, "PACK_EXAMPLES", 100)
+    rng = random.Random(1)
+    lengths = [rng.randrange(4, 48) for _ in range(600)]
+    packed = pack_sft(Dataset.from_list(_numbered_examples(lengths, [2] * len(lengths))), max_length=128)
+    ranges = [{(token // 1000 - 1) // 100 for token in row["input_ids"]} for row in packed]
+    assert all(len(r) == 1 for r in ranges)  # no row mixes two ranges
+    ranges = [r.pop() for r in ranges]
+    assert ranges == sorted(ranges) and set(ranges) == set(range(6))  # in order
+    for r in range(6):
+        tokens = sum(lengths[100 * r : 100 * (r + 1)])
+        assert -(-tokens // 128) <= ranges.count(r) <= -(-tokens // 128) + 1
+    assert sum(lengths) / (len(packed) * 128) > 0.9
 
 
 def test_packed_collator_pads_as_one_more_sequence():
@@ -238,7 +322,7 @@ def sft_examples():
 
 @pytest.fixture(scope="module")
 def packed_rows(sft_examples):
-    packed = list(pack_sft(sft_examples, max_length=64))
+    packed = list(pack_sft(Dataset.from_list(sft_examples), max_length=64))
     assert len(packed) < len(sft_examples)  # several examples share a row
     assert any(len(_segments(row)) > 1 for row in packed)
     all_labelled = sft_examples[LENGTHS.index((8, 0))]["input_ids"]
