@@ -3,9 +3,10 @@
 The corpus is the real WikiText-2 lines of ../shared/data/real in numbered copies (a local dataset, so nothing is
 downloaded), with the real SST-2 sample as the SFT task; each stage runs as `dvc repro` would run it (a process of
 its own, in a work folder with its params.yaml). Per stage: wall time, and the peak memory of its process tree
-sampled every 50 ms: resident (RSS, which counts the pages of memory-mapped Arrow files the stage has touched:
-page cache the kernel takes back when it needs it) and anonymous (RSS less file-backed pages: what the stage
-itself allocated). Targets on the anonymous peak, which is what a bigger corpus could exhaust.
+sampled every 50 ms (proportional set sizes, so a forked worker's pages shared with its parent count once): all
+resident pages (PSS, which counts the pages of memory-mapped Arrow files the stage has touched: page cache the
+kernel takes back when it needs it) and anonymous ones (what the stage itself allocated). Targets on the
+anonymous peak, which is what a bigger corpus could exhaust.
 
 Then, on the largest size below a billion: the tokenize stage with 1 and 2 processes, and tokenize + pack
 (lancy's batched maps, in-process) against the raw fast tokenizer's `encode_batch` on the same texts.
@@ -60,22 +61,25 @@ def params(work: Path, chars: int, rows: int, num_proc: int) -> None:
 
 
 def tree_memory(pid: int) -> tuple[int, int]:
-    """(RSS, anonymous RSS) in bytes of a process and its descendants."""
+    """(PSS, anonymous PSS) in bytes of a process and its descendants, from /proc/<pid>/smaps_rollup.
+
+    Proportional sizes, so pages a forked map worker shares with its parent count once; anonymous excludes the
+    pages of memory-mapped files (page cache the kernel can drop)."""
     import psutil
 
     try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        procs = [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
     except psutil.NoSuchProcess:
         return 0, 0
-    rss = anon = 0
+    pss = anon = 0
     for proc in procs:
         try:
-            info = proc.memory_info()
-        except psutil.NoSuchProcess:
-            continue
-        rss, anon = rss + info.rss, anon + info.rss - info.shared
-    return rss, anon
+            fields = dict(line.split(":", 1) for line in Path(f"/proc/{proc}/smaps_rollup").read_text().splitlines()[1:])
+        except (OSError, ValueError):
+            continue  # gone, or a zombie
+        pss += int(fields.get("Pss", "0 kB").split()[0]) * 1024
+        anon += int(fields.get("Pss_Anon", "0 kB").split()[0]) * 1024
+    return pss, anon
 
 
 def run_stage(work: Path, module: list[str]) -> dict:
@@ -90,7 +94,7 @@ def run_stage(work: Path, module: list[str]) -> dict:
 
     def sample():
         while process.poll() is None:
-            rss, anon = tree_memory(process.pid)
+            rss, anon = tree_memory(process.pid)  # PSS
             peak["rss"], peak["anon"] = max(peak["rss"], rss), max(peak["anon"], anon)
             time.sleep(0.05)
 
@@ -114,9 +118,9 @@ def pipeline(work: Path, chars: int, num_proc: int = 0) -> dict:
             result = {"wall_s": stages[name]["wall_s"] + result["wall_s"],
                       **{k: max(stages[name][k], result[k]) for k in ("peak_rss_mb", "peak_anon_mb")}}
         stages[name] = result
-    tokens = json.loads((work / "metrics" / "tokenize.json").read_text())
-    stages["tokenize"]["tokens"] = tokens["pretrain"]["tokens"] + tokens["pretrain"]["dropped_tokens"] + tokens["sft"]["tokens"]
-    stages["tokenize"]["tokens_per_core_s"] = stages["tokenize"]["tokens"] / stages["tokenize"]["wall_s"] / os.cpu_count()
+    counts = json.loads((work / "metrics" / "tokenize.json").read_text())
+    tokens = counts["pretrain"]["tokens"] + counts["pretrain"]["dropped_tokens"] + counts["sft"]["tokens"]
+    stages["tokenize"].update(tokens=tokens, tokens_per_core_s=tokens / stages["tokenize"]["wall_s"] / os.cpu_count())
     return {"chars": chars, "rows": rows, "stages": stages}
 
 

@@ -20,7 +20,7 @@ whether it holds held-out text (lancy.mixing).
 from lancy.answers import LETTERS, final_number
 from lancy.catalog import DatasetSpec, check_columns, filled, to_text
 from lancy.errors import LancyError
-from lancy.mixing import held_out_mask, row_input
+from lancy.mixing import match_keys, row_input
 from lancy.prompts import render
 
 RECORD = ("source", "task", "prompt", "completion", "answer", "labels", "tests")
@@ -117,19 +117,19 @@ def harmonized_features():
     return Features({
         **{key: text for key in RECORD if key != "labels"}, "labels": List(text),
         "text": text, "record_chars": Value("int64"), "text_chars": Value("int64"),
-        "dropped": text, "held_out": Value("bool"),
+        "dropped": text, "keys": List(Value("binary")),
     })
 
 
-def harmonize_batch(batch: dict, spec: DatasetSpec, split: str, template: str | None = None,
-                    held_out: set[bytes] | None = None) -> dict:
+def harmonize_batch(batch: dict, spec: DatasetSpec, split: str, template: str | None = None) -> dict:
     """Batched-map form of `harmonize_rows`: per raw row its source, task and record fields (None with the
-    reason in `dropped` when the row cannot be harmonized, or for a corpus), `text` (pretraining text or None), `record_chars` and `text_chars`,
-    and `held_out`: whether its input or text is one of the `held_out` text hashes."""
+    reason in `dropped` when the row cannot be harmonized, or for a corpus), `text` (pretraining text or None),
+    `record_chars` and `text_chars`, and `keys`: the hashes its input and text are matched by against held-out
+    text (lancy.mixing.match_keys)."""
     rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
     if rows:
         check_columns(spec, rows[0], f"{split} split")
-    out = {key: [] for key in (*RECORD, "text", "record_chars", "text_chars", "dropped")}
+    out = {key: [] for key in (*RECORD, "text", "record_chars", "text_chars", "dropped", "keys")}
     for row in rows:
         text = to_text(spec, row)
         record, reason = to_record(spec, row, template) if spec.task != "corpus" else (None, None)
@@ -140,10 +140,5 @@ def harmonize_batch(batch: dict, spec: DatasetSpec, split: str, template: str | 
         out["record_chars"].append(len(record["prompt"]) + len(record["completion"]) if record else 0)
         out["text_chars"].append(len(text) if text is not None else 0)
         out["dropped"].append(reason)
-    if held_out:
-        inputs = held_out_mask([row_input(spec, row) for row in rows], held_out)
-        texts = held_out_mask(out["text"], held_out)
-        out["held_out"] = [a or b for a, b in zip(inputs, texts, strict=True)]
-    else:
-        out["held_out"] = [False] * len(rows)
+        out["keys"].append(match_keys(row_input(spec, row), text))
     return out

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from lancy.catalog import DatasetSpec, to_text
-from lancy.tables import int_column, processes, rng
+from lancy.tables import int_column, per_row, rng
 
 MIN_WORDS = 4
 
@@ -118,6 +118,18 @@ def sample_tasks(
     return sft, rl, sft_order, rl_order, stats
 
 
+def _prefix(sizes: np.ndarray, order: np.ndarray, budget: float, step: int = 1 << 20) -> int:
+    """How many documents, taken in `order`, first reach `budget` characters (all of them if they never do);
+    summed a million at a time, so a small corpus from a huge pool costs little."""
+    total = 0
+    for start in range(0, len(order), step) if budget > 0 else ():
+        running = total + np.cumsum(sizes[order[start:start + step]])
+        if running[-1] >= budget:
+            return start + int(np.searchsorted(running, budget, side="left")) + 1
+        total = int(running[-1])
+    return len(order) if budget > 0 else 0
+
+
 def sample_corpus(
     pools: dict, weights: dict[str, float], total_chars: int, seed: int | str, upsample: bool
 ) -> tuple[dict, np.ndarray, dict]:
@@ -132,7 +144,7 @@ def sample_corpus(
         sizes = int_column(pools[name], "text_chars")
         order = generator.permutation(len(sizes))
         budget = rate * total_chars
-        taken = order[: int(np.searchsorted(np.cumsum(sizes[order]), budget, side="left")) + 1] if budget > 0 else order[:0]
+        taken = order[:_prefix(sizes, order, budget)]
         chars = int(sizes[taken].sum())
         if upsample and chars < budget and sizes.sum() > 0:  # top up with documents drawn with replacement
             extra = []
@@ -164,12 +176,35 @@ def text_keys(texts: Iterable[str | None], min_words: int = 1) -> set[bytes]:
     return {text_key(t) for t in texts if t is not None and _words(t) >= min_words}
 
 
+def match_keys(*texts: str | None) -> list[bytes]:
+    """The hashes a row is matched by: each of its texts' and, for a text of several lines, each line's."""
+    keys = []
+    for text in dict.fromkeys(t for t in texts if t is not None):
+        lines = text.splitlines()
+        keys += [text_key(text)] + ([text_key(line) for line in lines] if len(lines) > 1 else [])
+    return list(dict.fromkeys(keys))
+
+
 def held_out_mask(texts: list[str | None], keys: set[bytes]) -> list[bool]:
     """For a batch of texts: whether each one, or one of its lines, is a held-out text (its hash in keys)."""
-    return [
-        text is not None and (text_key(text) in keys or any(text_key(line) in keys for line in text.splitlines()))
-        for text in texts
-    ]
+    return [text is not None and not keys.isdisjoint(match_keys(text)) for text in texts]
+
+
+def key_mask(dataset, keys: set[bytes]) -> np.ndarray:
+    """For each row of `dataset`: whether one of its `keys` (column of `match_keys` hashes) is in `keys`.
+    Vectorized in Arrow, a chunk of rows at a time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    value_set = pa.array(sorted(keys), type=pa.binary())
+    parts = []
+    for chunk in dataset.data.column("keys").chunks:  # every row of the underlying table, a chunk at a time
+        hits = pc.list_parent_indices(chunk).to_numpy()[pc.is_in(chunk.flatten(), value_set=value_set).to_numpy(
+            zero_copy_only=False)]
+        mask = np.zeros(len(chunk), dtype=bool)
+        mask[hits] = True
+        parts.append(mask)
+    return per_row(dataset, np.concatenate(parts) if parts else np.zeros(0, dtype=bool))
 
 
 def row_input(spec: DatasetSpec, row: dict) -> str | None:
@@ -198,10 +233,11 @@ def remove_held_out(spec: DatasetSpec, rows: list[dict], keys: set[bytes]) -> tu
 
 
 def split_validation(
-    pools: dict, weights: dict[str, float], total_chars: int, seed: int, num_proc: int = 1
+    pools: dict, weights: dict[str, float], total_chars: int, seed: int
 ) -> tuple[dict, np.ndarray, dict, dict]:
     """A seeded validation slice of the corpus pools (total_chars, same weights) and the pools without it.
 
+    Pools are Datasets with `text`, `text_chars` and `keys` (`match_keys` of each row).
     Returns (row numbers per source, order, stats, pools without the slice). Carved from train texts, it is
     disjoint from the held-out rows that `evaluate` reports, so choosing a checkpoint on it does not peek at
     the evaluation; the pools lose its rows and, as held-out text is matched, any other copy of them.
@@ -213,13 +249,7 @@ def split_validation(
             keys |= text_keys(batch["text"], MIN_WORDS)
     rest = {}
     for name, pool in pools.items():
-        taken = np.zeros(len(pool), dtype=bool)
-        taken[picks.get(name, [])] = True
-        rest[name] = pool.filter(_not_validation, batched=True, with_indices=True, input_columns=["text"],
-                                 fn_kwargs={"taken": taken, "keys": keys}, num_proc=processes(num_proc, len(pool)))
+        gone = key_mask(pool, keys)
+        gone[picks.get(name, [])] = True
+        rest[name] = pool.select(np.flatnonzero(~gone))
     return picks, order, stats, rest
-
-
-def _not_validation(texts: list[str], indices: list[int], taken: np.ndarray, keys: set[bytes]) -> list[bool]:
-    matched = held_out_mask(texts, keys)
-    return [not (taken[i] or hit) for i, hit in zip(indices, matched, strict=True)]

@@ -28,6 +28,7 @@ from lancy.errors import LancyError
 
 SHARD_BYTES = 256 * 2**20
 MIN_ROWS_PER_PROCESS = 20_000  # below this, a worker process costs more than it saves
+WRITE_ROWS = 10_000  # rows per Parquet row group
 _scratch: str | None = None
 _calls = itertools.count()
 
@@ -61,15 +62,26 @@ def read_table(folder: Path):
 
 
 def write_table(dataset, folder: Path, shard_bytes: int = SHARD_BYTES) -> None:
-    """`dataset` (through its indices mapping, if any) as Parquet shards in `folder`, replacing what was there."""
+    """`dataset` (through its indices mapping, if any) as Parquet shards in `folder`, replacing what was there.
+
+    Rows are gathered WRITE_ROWS at a time with Arrow's `take` (datasets' own writer gathers an indices mapping
+    row by row); the schema carries the datasets features, so `read_table` gives back the same types."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     folder = Path(folder)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    table = dataset.data
-    size = table.nbytes * len(dataset) / max(1, table.num_rows)
-    shards = max(1, math.ceil(size / shard_bytes))
+    table, rows, count = dataset.data.table, row_numbers(dataset), len(dataset)
+    shards = max(1, math.ceil(table.nbytes * count / max(1, table.num_rows) / shard_bytes))
+    schema = dataset.features.arrow_schema
     for index in range(shards):
-        dataset.shard(shards, index, contiguous=True).to_parquet(str(folder / f"{index:05d}.parquet"))
+        start, stop = index * count // shards, (index + 1) * count // shards
+        with pq.ParquetWriter(folder / f"{index:05d}.parquet", schema) as writer:
+            for first in range(start, stop, WRITE_ROWS):
+                last = min(first + WRITE_ROWS, stop)
+                part = table.slice(first, last - first) if rows is None else table.take(pa.array(rows[first:last]))
+                writer.write_table(part.cast(schema))
 
 
 def map_ranges(count: int, step: int, function: Callable, num_proc: int, features, **kwargs):
@@ -95,28 +107,36 @@ def _range(batch: dict, function: Callable, count: int, step: int, kwargs: dict)
     return function(start, min(start + step, count), **kwargs)
 
 
+def row_numbers(dataset) -> np.ndarray | None:
+    """The rows of the underlying table (`dataset.data`) that the dataset's rows are: its indices mapping, if any."""
+    return None if dataset._indices is None else dataset._indices.column(0).to_numpy()
+
+
+def per_row(dataset, values: np.ndarray) -> np.ndarray:
+    """Values computed for every row of the underlying table, for the dataset's own rows."""
+    rows = row_numbers(dataset)
+    return values if rows is None else values[rows]
+
+
 def int_column(dataset, name: str) -> np.ndarray:
-    """One integer column of `dataset` (through its indices mapping) as a numpy array."""
-    column = dataset.select_columns([name]).with_format("arrow")[:].column(name)
-    return column.to_numpy().astype(np.int64) if len(column) else np.zeros(0, dtype=np.int64)
+    """One integer (or bool) column of `dataset` as a numpy array."""
+    import pyarrow as pa
+
+    return per_row(dataset, _per_chunk(dataset.data.column(name), lambda chunk: chunk.cast(pa.int64())))
 
 
 def list_lengths(dataset, name: str) -> np.ndarray:
     """The length of every list in column `name`, read from the Arrow offsets (no values are read)."""
     import pyarrow.compute as pc
 
-    if dataset._indices is not None:
-        dataset = dataset.flatten_indices(cache_file_name=os.path.join(scratch_dir(), f"flat-{dataset._fingerprint}.arrow"))
-    return _per_chunk(dataset.data.column(name), pc.list_value_length)
+    return per_row(dataset, _per_chunk(dataset.data.column(name), pc.list_value_length))
 
 
 def text_lengths(dataset, name: str) -> np.ndarray:
     """The length in characters of every string in column `name` (0 for a missing one)."""
     import pyarrow.compute as pc
 
-    if dataset._indices is not None:
-        dataset = dataset.flatten_indices(cache_file_name=os.path.join(scratch_dir(), f"flat-{dataset._fingerprint}.arrow"))
-    return _per_chunk(dataset.data.column(name), pc.utf8_length)
+    return per_row(dataset, _per_chunk(dataset.data.column(name), pc.utf8_length))
 
 
 def _per_chunk(column, compute) -> np.ndarray:

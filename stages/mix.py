@@ -11,6 +11,7 @@ dataset in `mixture`) as Parquet shards, and metrics/mix.json.
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from lancy import params as P
@@ -18,56 +19,59 @@ from lancy.catalog import CATALOG
 from lancy.errors import run_stage
 from lancy.files import write_json
 from lancy.harmonize import RECORD, harmonize_batch, harmonized_features
-from lancy.mixing import experiment_tag, held_out_keys, sample_corpus, sample_tasks, split_validation, take
+from lancy.mixing import experiment_tag, held_out_keys, key_mask, sample_corpus, sample_tasks, split_validation, take
 from lancy.tables import processes, read_table, write_table
 
 PARAMS = ("seed", "num_proc", "mixture", "rl_mixture", "corpus", "mix", "prompts")
 RAW, OUT = Path("data/raw"), Path("data/mixed")
 
 
-def harmonized(name: str, split: str, template: str | None, held_out: set[bytes] | None, num_proc: int):
+def harmonized(name: str, split: str, template: str | None, num_proc: int):
     raw = read_table(RAW / name / split)
     return raw.map(harmonize_batch, batched=True, remove_columns=raw.column_names, features=harmonized_features(),
-                   fn_kwargs={"spec": CATALOG[name], "split": split, "template": template, "held_out": held_out},
+                   fn_kwargs={"spec": CATALOG[name], "split": split, "template": template},
                    num_proc=processes(num_proc, len(raw)), desc=f"harmonize {name} {split}")
 
 
-def where(dataset, *, held_out: bool, has: str):
-    """The rows with `held_out` as given and a value in column `has` (a record, or a pretraining text), as an
-    indices mapping over the harmonized table."""
-    table = dataset.data.table
-    mask = pc.and_(pc.equal(table.column("held_out"), held_out), pc.is_valid(table.column(has)))
-    return dataset.select(np.flatnonzero(mask.to_numpy(zero_copy_only=False)))
+def has(dataset, column: str) -> np.ndarray:
+    """Which rows hold a value in `column` (a record's prompt, or a pretraining text)."""
+    return pc.is_valid(dataset.data.column(column)).to_numpy(zero_copy_only=False)
 
 
-def dropped_counts(dataset, split: str) -> dict[str, int]:
+def where(dataset, mask: np.ndarray):
+    """The rows where mask holds, as an indices mapping over the harmonized table."""
+    return dataset.select(np.flatnonzero(mask))
+
+
+def dropped_counts(dataset, kept: np.ndarray, split: str) -> dict[str, int]:
     """Rows left out, by reason, of the rows kept (not held out)."""
-    table = dataset.data.table
-    reasons = pc.filter(table.column("dropped"), pc.invert(table.column("held_out"))).drop_null()
+    reasons = pc.filter(dataset.data.column("dropped"), pa.array(kept)).drop_null()
     return {f"{split}/{row['values']}": row["counts"] for row in pc.value_counts(reasons).to_pylist()}
 
 
 def main() -> None:
     p = P.load(PARAMS, catalog=CATALOG)
     held_out = set().union(*(held_out_keys(CATALOG[name], read_table(RAW / name / "test")) for name in p.mixture))
-    train, test, dropped, removed = {}, {}, {}, {}
+    train, test, kept, dropped, removed = {}, {}, {}, {}, {}
     for name in p.mixture:
         template = p.prompts.get(name)
-        train[name] = harmonized(name, "train", template, held_out, p.num_proc)
-        test[name] = harmonized(name, "test", template, None, p.num_proc)
-        dropped[name] = {**dropped_counts(train[name], "train"), **dropped_counts(test[name], "test")}
-        removed[name] = {"tasks": len(where(train[name], held_out=True, has="prompt")),  # out of the SFT/RL pools
-                         "corpus": len(where(train[name], held_out=True, has="text"))}  # and of the corpus
+        train[name] = harmonized(name, "train", template, p.num_proc)
+        test[name] = harmonized(name, "test", template, p.num_proc)
+        kept[name] = ~key_mask(train[name], held_out)
+        dropped[name] = {**dropped_counts(train[name], kept[name], "train"),
+                         **dropped_counts(test[name], np.ones(len(test[name]), dtype=bool), "test")}
+        removed[name] = {"tasks": int((~kept[name] & has(train[name], "prompt")).sum()),  # out of the SFT/RL pools
+                         "corpus": int((~kept[name] & has(train[name], "text")).sum())}  # and of the corpus
 
     tasks = {name: p.mixture[name] for name in p.mixture if CATALOG[name].task != "corpus"}
-    pools = {name: where(train[name], held_out=False, has="prompt") for name in tasks}
+    pools = {name: where(train[name], kept[name] & has(train[name], "prompt")) for name in tasks}
     sft, rl, sft_order, rl_order, task_stats = sample_tasks(
         pools, tasks, p.mix.sft_rows, p.mix.rl_rows, p.seed, p.mix.upsample, p.rl_mixture
     )
     # The pretraining eval loss (and checkpoint choice) is on a twentieth of the corpus size, same weights,
     # set apart from the train texts: never on the held-out rows that `evaluate` reports.
-    texts = {name: where(train[name], held_out=False, has="text") for name in p.corpus}
-    val, val_order, val_stats, rest = split_validation(texts, p.corpus, p.mix.corpus_chars // 20, p.seed, p.num_proc)
+    texts = {name: where(train[name], kept[name] & has(train[name], "text")) for name in p.corpus}
+    val, val_order, val_stats, rest = split_validation(texts, p.corpus, p.mix.corpus_chars // 20, p.seed)
     corpus, corpus_order, corpus_stats = sample_corpus(rest, p.corpus, p.mix.corpus_chars, p.seed, p.mix.upsample)
 
     write_table(take(pools, sft, sft_order, list(RECORD)), OUT / "sft")
@@ -76,7 +80,7 @@ def main() -> None:
     write_table(take(texts, val, val_order, ["source", "text"]), OUT / "corpus_val")
     for name in p.mixture:
         records = CATALOG[name].task != "corpus"
-        rows = where(test[name], held_out=False, has="prompt" if records else "text")
+        rows = where(test[name], has(test[name], "prompt" if records else "text"))
         write_table(rows.select_columns(list(RECORD) if records else ["source", "text"]), OUT / "eval" / name)
 
     sft_rows, rl_rows = sum(map(len, sft.values())), sum(map(len, rl.values()))

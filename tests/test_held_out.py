@@ -8,7 +8,7 @@ from datasets import Dataset
 
 import lancy.tables
 from lancy.catalog import CATALOG
-from lancy.mixing import held_out_keys, held_out_mask, remove_held_out, split_validation, text_key, text_keys
+from lancy.mixing import held_out_keys, held_out_mask, match_keys, remove_held_out, split_validation, text_key, text_keys
 from lancy.tables import read_table, write_table
 
 
@@ -86,7 +86,9 @@ def test_a_few_shot_prompt_quoting_a_held_out_sentence_is_removed():
 
 
 def _pool(texts: list[str]) -> Dataset:
-    return Dataset.from_dict({"text": texts, "text_chars": [len(text) for text in texts]})
+    """A corpus pool as the mix stage builds it: text, size and the hashes it is matched by."""
+    return Dataset.from_dict({"text": texts, "text_chars": [len(text) for text in texts],
+                              "keys": [match_keys(text) for text in texts]})
 
 
 def test_validation_slice_leaves_no_copy_in_the_pools():
