@@ -1,6 +1,6 @@
 """make bench: lancy's CPU benchmarks, each against its target, as a table and as JSON.
 
-    python -m bench.run [--quick] [--out bench/out/bench.json]
+    python -m bench.run [--quick] [--billion] [--out bench/out/bench.json]
 
 Every comparison is a ratio of two runs made side by side in the same process or session, so it holds up
 on a noisy machine; absolute times are only comparable on the same machine. The GPU benchmark is
@@ -56,14 +56,15 @@ def table(results: dict) -> list[tuple[str, str, str, bool]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized smoke run (targets are not meaningful)")
+    parser.add_argument("--billion", action="store_true", help="the data-stage scale section at 1B characters too")
     parser.add_argument("--out", default="bench/out/bench.json")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bench import pipeline, throughput
+    from bench import pipeline, scale, throughput
 
     results = {"machine": machine(), "quick": args.quick, **throughput.run(args.quick),
-               "pipeline": pipeline.run(args.quick)}
-    rows = table(results)
+               "pipeline": pipeline.run(args.quick), "scale": scale.run(args.quick, args.billion)}
+    rows = table(results) + scale.table(results["scale"])
     results["targets"] = [{"benchmark": b, "measured": m, "target": t, "met": ok} for b, m, t, ok in rows]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -10,7 +10,7 @@ results next to them, and the folder goes when the stage ends (put it elsewhere 
 
 Parallel maps give the same bytes for any number of processes: `Dataset.map` with num_proc keeps row order, so a
 row-wise function needs nothing more; a function whose output depends on which rows share a batch (packing)
-runs through `map_chunks`, over chunks of a fixed size whatever the processes.
+runs through `map_ranges`, over ranges of a fixed size whatever the processes.
 """
 import atexit
 import hashlib
@@ -27,7 +27,7 @@ import numpy as np
 from lancy.errors import LancyError
 
 SHARD_BYTES = 256 * 2**20
-MIN_ROWS_PER_PROCESS = 20_000  # below this, a worker process costs more than it saves
+MIN_ROWS_PER_PROCESS = 5_000  # below this many rows per worker, forking one costs more than it saves
 WRITE_ROWS = 10_000  # rows per Parquet row group
 _scratch: str | None = None
 _calls = itertools.count()
@@ -64,8 +64,8 @@ def read_table(folder: Path):
 def write_table(dataset, folder: Path, shard_bytes: int = SHARD_BYTES) -> None:
     """`dataset` (through its indices mapping, if any) as Parquet shards in `folder`, replacing what was there.
 
-    Rows are gathered WRITE_ROWS at a time with Arrow's `take` (datasets' own writer gathers an indices mapping
-    row by row); the schema carries the datasets features, so `read_table` gives back the same types."""
+    Rows are gathered WRITE_ROWS at a time (datasets' own writer gathers an indices mapping row by row); the
+    schema carries the datasets features, so `read_table` gives back the same types."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -75,13 +75,28 @@ def write_table(dataset, folder: Path, shard_bytes: int = SHARD_BYTES) -> None:
     table, rows, count = dataset.data.table, row_numbers(dataset), len(dataset)
     shards = max(1, math.ceil(table.nbytes * count / max(1, table.num_rows) / shard_bytes))
     schema = dataset.features.arrow_schema
+    batches = table.to_batches()  # zero-copy views of the memory-mapped chunks
+    starts = np.cumsum([0] + [batch.num_rows for batch in batches])
     for index in range(shards):
         start, stop = index * count // shards, (index + 1) * count // shards
         with pq.ParquetWriter(folder / f"{index:05d}.parquet", schema) as writer:
             for first in range(start, stop, WRITE_ROWS):
                 last = min(first + WRITE_ROWS, stop)
-                part = table.slice(first, last - first) if rows is None else table.take(pa.array(rows[first:last]))
+                part = table.slice(first, last - first) if rows is None else _gather(batches, starts, rows[first:last])
                 writer.write_table(part.cast(schema))
+
+
+def _gather(batches: list, starts: np.ndarray, rows: np.ndarray):
+    """The given rows of a table split in record batches, in order. Arrow's Table.take would first concatenate
+    each whole column (a copy of the table in memory); this takes from each batch the rows it holds."""
+    import pyarrow as pa
+
+    which = np.searchsorted(starts, rows, side="right") - 1
+    order = np.argsort(which, kind="stable")
+    ranked, owners = rows[order], which[order]
+    bounds = [0, *(np.flatnonzero(np.diff(owners)) + 1), len(rows)]
+    pieces = [batches[owners[a]].take(pa.array(ranked[a:b] - starts[owners[a]])) for a, b in zip(bounds, bounds[1:])]
+    return pa.Table.from_batches(pieces).take(pa.array(np.argsort(order)))
 
 
 def map_ranges(count: int, step: int, function: Callable, num_proc: int, features, **kwargs):
@@ -109,7 +124,7 @@ def _range(batch: dict, function: Callable, count: int, step: int, kwargs: dict)
 
 def row_numbers(dataset) -> np.ndarray | None:
     """The rows of the underlying table (`dataset.data`) that the dataset's rows are: its indices mapping, if any."""
-    return None if dataset._indices is None else dataset._indices.column(0).to_numpy()
+    return None if dataset._indices is None else dataset._indices.column(0).to_numpy().astype(np.int64)
 
 
 def per_row(dataset, values: np.ndarray) -> np.ndarray:

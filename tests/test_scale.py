@@ -5,6 +5,7 @@ resident memory (anonymous PSS: what the processes allocated, each page once, no
 which are page cache) of this process and its workers every 20 ms. The million rows as Python objects would take
 several hundred MB; the data stages stay within a bounded working set above what the process held before.
 """
+import json
 import os
 import threading
 import time
@@ -75,6 +76,8 @@ def test_a_million_row_local_dataset_flows_without_materializing(tmp_path, monke
     corpus = read_table(tmp_path / "data/mixed/corpus")
     assert 2_000_000 <= sum(len(t) for t in corpus["text"]) < 2_000_100
     assert len(read_table(tmp_path / "data/tokenized/pretrain")) > 0
+    sources = json.loads((tmp_path / "data/tokenized/pretrain_sources.json").read_text())
+    assert list(sources) == ["wikitext"] and sources["wikitext"] > 0
     growth = (peak[0] - before) / 2**20
     assert growth < 250, f"the data stages' anonymous memory grew by {growth:.0f} MB for {ROWS:,} rows"
 
