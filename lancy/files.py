@@ -1,4 +1,4 @@
-"""Reading and writing the pipeline's files: JSON Lines data, JSON metrics, atomically saved folders."""
+"""Reading and writing the pipeline's small files: JSON metrics, JSON Lines samples, atomically saved folders."""
 import json
 import shutil
 from contextlib import contextmanager
@@ -14,15 +14,8 @@ def require(*paths: Path) -> None:
             raise LancyError(f"{path} is missing; run `dvc repro` to build it (an earlier stage writes it)")
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
 def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a small JSON Lines file (the real samples in ../shared; pipeline data is Parquet, lancy.tables)."""
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 

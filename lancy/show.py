@@ -23,7 +23,8 @@ def show(folder: str, rows: int = 5, offset: int = 0, columns: str = "", decode:
     if columns:
         missing = [c for c in columns.split(",") if c not in table.column_names]
         if missing:
-            raise LancyError(f"{folder} has no column {', '.join(missing)}; its columns: {', '.join(table.column_names)}")
+            raise LancyError(f"{folder} has no column {', '.join(missing)}; "
+                             f"its columns: {', '.join(table.column_names)}")
         table = table.select_columns(columns.split(","))
     print(f"{folder}: {len(table)} rows", file=out)
     for name, feature in table.features.items():

@@ -87,7 +87,8 @@ def _rows(spec: DatasetSpec, data, split: str, max_rows: int, seed: int):
     if streaming:
         shuffled = dataset.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER)
         return datasets.Dataset.from_generator(
-            _stream, gen_kwargs={"spec": spec, "dataset": shuffled, "max_rows": max_rows, "max_chars": data.stream_chars},
+            _stream,
+            gen_kwargs={"spec": spec, "dataset": shuffled, "max_rows": max_rows, "max_chars": data.stream_chars},
             features=dataset.features, cache_dir=scratch_dir(),  # the budgets are in the key: no stale rows
             fingerprint=f"stream-{spec.name}-{split}-{seed}-{max_rows}-{data.stream_chars}",
         )

@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,6 @@ def write_table(dataset, folder: Path, shard_bytes: int = SHARD_BYTES) -> None:
 
     Rows are gathered WRITE_ROWS at a time (datasets' own writer gathers an indices mapping row by row); the
     schema carries the datasets features, so `read_table` gives back the same types."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     folder = Path(folder)
@@ -95,7 +95,7 @@ def _gather(batches: list, starts: np.ndarray, rows: np.ndarray):
     order = np.argsort(which, kind="stable")
     ranked, owners = rows[order], which[order]
     bounds = [0, *(np.flatnonzero(np.diff(owners)) + 1), len(rows)]
-    pieces = [batches[owners[a]].take(pa.array(ranked[a:b] - starts[owners[a]])) for a, b in zip(bounds, bounds[1:])]
+    pieces = [batches[owners[a]].take(pa.array(ranked[a:b] - starts[owners[a]])) for a, b in pairwise(bounds)]
     return pa.Table.from_batches(pieces).take(pa.array(np.argsort(order)))
 
 

@@ -35,7 +35,8 @@ MIXED, OUT = Path("data/mixed"), Path("data/tokenized")
 def tokens_by_source(dataset) -> dict[str, int]:
     """Tokens per source dataset (column `source`, lengths of `input_ids`)."""
     table = pa.table({"source": dataset.data.column("source"), "tokens": list_lengths(dataset, "input_ids")})
-    return {row["source"]: row["tokens_sum"] for row in table.group_by("source").aggregate([("tokens", "sum")]).to_pylist()}
+    sums = table.group_by("source").aggregate([("tokens", "sum")])
+    return {row["source"]: row["tokens_sum"] for row in sums.to_pylist()}
 
 
 def main() -> None:
@@ -45,7 +46,8 @@ def main() -> None:
     sft_rows, rl_rows = read_table(MIXED / "sft"), read_table(MIXED / "rl")
     seq2seq = False
     if p.model.name == "scratch":
-        tokenizer = train_tokenizer(training_texts(corpus, p.tokenize.tokenizer_sample_chars, p.seed), p.model.vocab_size)
+        sample = training_texts(corpus, p.tokenize.tokenizer_sample_chars, p.seed)
+        tokenizer = train_tokenizer(sample, p.model.vocab_size)
     else:
         seq2seq = is_seq2seq(load_config(p.model.name))  # refuses a model lancy cannot train, before any work
         tokenizer = load_tokenizer(p.model.name)
@@ -91,8 +93,10 @@ def main() -> None:
         "packing": p.tokenize.packing and not seq2seq,
         "pretrain": {"rows": len(blocks), "tokens": pretrain_tokens, "dropped_tokens": dropped_tail,
                      "val_blocks": len(val_blocks), "packing_efficiency": pretrain_tokens / (len(blocks) * length)},
-        "sft": {"examples": len(examples), "tokens": sft_tokens, "rows": len(packed), "truncated": int(int_column(examples, "truncated").sum()),
-                "completion_tokens": int(int_column(examples, "completion_tokens").sum()), "packing_efficiency": sft_tokens / (len(packed) * length),
+        "sft": {"examples": len(examples), "tokens": sft_tokens, "rows": len(packed),
+                "truncated": int(int_column(examples, "truncated").sum()),
+                "completion_tokens": int(int_column(examples, "completion_tokens").sum()),
+                "packing_efficiency": sft_tokens / (len(packed) * length),
                 "sources": {name: {"tokens": n, "share": n / sft_tokens} for name, n in per_source.items()}},
         "rl": {"prompts": len(rl), "truncated": int(int_column(rl, "truncated").sum())},
     })

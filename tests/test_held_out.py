@@ -8,7 +8,15 @@ from datasets import Dataset
 
 import lancy.tables
 from lancy.catalog import CATALOG
-from lancy.mixing import held_out_keys, held_out_mask, match_keys, remove_held_out, split_validation, text_key, text_keys
+from lancy.mixing import (
+    held_out_keys,
+    held_out_mask,
+    match_keys,
+    remove_held_out,
+    split_validation,
+    text_key,
+    text_keys,
+)
 from lancy.tables import read_table, write_table
 
 

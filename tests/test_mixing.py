@@ -21,8 +21,8 @@ def sample_tasks(pools, weights, sft_rows, rl_rows, seed, upsample, rl_weights=N
     sft, rl, sft_order, rl_order, stats = mixing.sample_tasks(tables, weights, sft_rows, rl_rows, seed, upsample,
                                                               rl_weights)
     columns = [c for c in next(iter(tables.values())).column_names if c != "record_chars"]
-    return (mixing.take(tables, sft, sft_order, columns).to_list(), mixing.take(tables, rl, rl_order, columns).to_list(),
-            stats)
+    sft_rows, rl_rows = mixing.take(tables, sft, sft_order, columns), mixing.take(tables, rl, rl_order, columns)
+    return sft_rows.to_list(), rl_rows.to_list(), stats
 
 
 def sample_corpus(pools, weights, total_chars, seed, upsample):

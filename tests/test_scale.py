@@ -1,9 +1,10 @@
 """A million-row local dataset through download, mix and tokenize: nothing holds its rows in memory.
 
 The stages run in this process (their maps in two worker processes) while a thread samples the anonymous
-resident memory (anonymous PSS: what the processes allocated, each page once, not the pages of memory-mapped Arrow files,
-which are page cache) of this process and its workers every 20 ms. The million rows as Python objects would take
-several hundred MB; the data stages stay within a bounded working set above what the process held before.
+proportional memory (what the processes allocated, each shared page once; not the pages of memory-mapped
+Arrow files, which are page cache) of this process and its workers every 20 ms. The million rows as Python
+objects would take several hundred MB; the data stages stay within a bounded working set above what the
+process held before.
 """
 import json
 import os
