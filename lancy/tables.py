@@ -13,6 +13,7 @@ row-wise function needs nothing more; a function whose output depends on which r
 runs through `map_ranges`, over ranges of a fixed size whatever the processes.
 """
 import atexit
+import gc
 import hashlib
 import itertools
 import math
@@ -49,7 +50,10 @@ def processes(num_proc: int, rows: int) -> int | None:
     None (no workers) when one process is enough."""
     wanted = num_proc or os.cpu_count() or 1
     n = min(wanted, max(1, rows // MIN_ROWS_PER_PROCESS))
-    return n if n > 1 else None
+    if n == 1:
+        return None
+    gc.freeze()  # the forked workers then share the parent's objects instead of copying what the collector touches
+    return n
 
 
 def read_table(folder: Path):
