@@ -132,12 +132,16 @@ def tokenize_maps(corpus, sft, tokenizer, num_proc: int) -> tuple[int, float]:
     from lancy.packing import encode_docs, encode_sft, pack_blocks, pack_sft
     from lancy.tables import list_lengths, processes
 
+    # A fresh fingerprint per run: datasets gives a map the shard count of any earlier cache files of the same
+    # fingerprint (load_from_cache_file=False or not), so a 2-process map after a 1-process one would run as one.
+    fresh = {"load_from_cache_file": False, "new_fingerprint": f"{time.time_ns()}"}
     start = time.perf_counter()
-    docs = corpus.map(encode_docs, batched=True, remove_columns=corpus.column_names, load_from_cache_file=False,
+    docs = corpus.map(encode_docs, batched=True, remove_columns=corpus.column_names, **fresh,
                       num_proc=processes(num_proc, len(corpus)),
                       fn_kwargs={"tokenizer": tokenizer, "eos_id": tokenizer.eos_token_id})
     pack_blocks(docs, 256, num_proc)
-    examples = sft.map(encode_sft, batched=True, remove_columns=sft.column_names, load_from_cache_file=False,
+    fresh["new_fingerprint"] += "-sft"
+    examples = sft.map(encode_sft, batched=True, remove_columns=sft.column_names, **fresh,
                        num_proc=processes(num_proc, len(sft)),
                        fn_kwargs={"tokenizer": tokenizer, "max_length": 256})
     pack_sft(examples, 256, num_proc)
