@@ -63,3 +63,22 @@ def test_gpu_script_stops_when_packed_examples_attend_to_each_other(monkeypatch)
                         lambda model, pad: lambda rows: {**collate(model, pad)(rows), "use_cache": True})
     with pytest.raises(SystemExit, match="packing check failed under sdpa"):
         gpu_sft.check_packing(gpu_sft.model_config(smoke=True), "sdpa", "cpu", row_length=1024)
+
+
+def test_scale_table_checks_each_target():
+    """bench/scale.py's verdicts from its results: memory ratios, the 1B excess, time growth, processes, raw ratio."""
+    from bench.scale import BILLION, table
+
+    def stages(anon, wall):
+        return {name: {"peak_anon_mb": anon, "peak_rss_mb": anon * 2, "wall_s": wall}
+                for name in ("download", "mix", "tokenize")}
+
+    results = {"sizes": [{"chars": 10**7, "stages": stages(100, 10)}, {"chars": 10**8, "stages": stages(160, 130)},
+                         {"chars": BILLION, "stages": stages(100 + 3 * 1024, 999)}],
+               "processes": {"one_s": 90, "two_s": 60, "speedup": 1.5},
+               "encode": {"process_speedup": 1.8, "ratio": 0.9, "lancy_tokens_per_s": 9e5, "raw_tokens_per_s": 1e6}}
+    verdicts = {name: met for name, _, _, met in table(results)}
+    assert not verdicts["mix: peak memory 100M / 10M chars"]  # 1.6x > 1.5x
+    assert not verdicts["mix: peak memory 1B - 10M chars"]  # 3 GiB above
+    assert not verdicts["tokenize: time 100M / 10M chars"]  # 13x > 12x
+    assert verdicts["tokenize + pack, 2 processes / 1"] and verdicts["tokenize + pack / raw encode_batch"]
