@@ -116,9 +116,14 @@ def map_ranges(count: int, step: int, function: Callable, num_proc: int, feature
     return starts.map(
         _range, batched=True, batch_size=1, remove_columns=["start"], features=features,
         fn_kwargs={"function": function, "count": count, "step": step, "kwargs": kwargs},
-        num_proc=processes(num_proc, count), new_fingerprint=fingerprint,
+        num_proc=_at_most(processes(num_proc, count), len(starts)), new_fingerprint=fingerprint,
         cache_file_name=os.path.join(scratch_dir(), f"ranges-{fingerprint}.arrow"),
     )
+
+
+def _at_most(workers: int | None, ranges: int) -> int | None:
+    """No more workers than ranges (a worker with no range would only cost its start)."""
+    return None if workers is None or ranges < 2 else min(workers, ranges)
 
 
 def _range(batch: dict, function: Callable, count: int, step: int, kwargs: dict):
