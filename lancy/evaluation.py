@@ -87,6 +87,20 @@ def perplexity(model, tokenizer, texts: list[str], batch_size: int) -> dict:
     return {"perplexity": math.exp(total / n), "tokens": int(windows.numel())}
 
 
+SCORES = ("accuracy", "exact_match", "pass_at_1", "token_f1")  # each task kind's headline metric, in [0, 1]
+
+
+def scores(results: dict) -> list[dict]:
+    """One row per dataset that has a [0, 1] headline metric (perplexity has its own scale and stays out): the
+    data of the per-dataset bar plots that `dvc plots diff` draws across experiments."""
+    rows = []
+    for name, result in sorted(results.items()):
+        key = next((key for key in SCORES if result.get(key) is not None), None)
+        if key:
+            rows.append({"dataset": name, "metric": key, "score": result[key]})
+    return rows
+
+
 def _mean(values) -> float:
     values = list(values)
     return sum(values) / max(1, len(values))

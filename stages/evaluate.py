@@ -1,6 +1,7 @@
 """evaluate: one model (pretrain, sft or grpo) on the held-out rows of every dataset in the mixture.
 
-Usage: python -m stages.evaluate <model>   Writes metrics/eval/<model>.json.
+Usage: python -m stages.evaluate <model>   Writes metrics/eval/<model>.json (every metric) and
+metrics/eval/<model>_scores.json (the per-dataset plot rows).
 """
 import sys
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 from lancy import params as P
 from lancy.catalog import CATALOG
 from lancy.errors import LancyError, run_stage
-from lancy.evaluation import evaluate_tasks, perplexity
+from lancy.evaluation import evaluate_tasks, perplexity, scores
 from lancy.files import require, write_json
 from lancy.models import load_model
 from lancy.tables import read_table
@@ -38,6 +39,7 @@ def main() -> None:
                                                 p.evaluate.batch_size)
         print(f"{stage} on {spec.name}: {results[spec.name]}")
     write_json(Path(f"metrics/eval/{stage}.json"), results)
+    write_json(Path(f"metrics/eval/{stage}_scores.json"), scores(results))
 
 
 if __name__ == "__main__":

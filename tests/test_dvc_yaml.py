@@ -236,7 +236,8 @@ def test_foreach_expands_to_one_instance_per_item(dvc, params_yaml):
     downloads = _instances("download", dvc["stages"]["download"], params_yaml)
     assert [d["cmd"] for d in downloads] == [f"python -m stages.download {n}" for n in params_yaml["mixture"]]
     evaluations = _instances("evaluate", dvc["stages"]["evaluate"], params_yaml)
-    assert [_out_paths(e) for e in evaluations] == [[f"metrics/eval/{m}.json"] for m in ("pretrain", "sft", "grpo")]
+    assert [_out_paths(e) for e in evaluations] == [[f"metrics/eval/{m}.json", f"metrics/eval/{m}_scores.json"]
+                                                    for m in ("pretrain", "sft", "grpo")]
 
 
 def test_top_level_metrics_are_stage_outs(dvc, params_yaml):
@@ -253,17 +254,27 @@ def test_top_level_metrics_are_stage_outs(dvc, params_yaml):
         )
 
 
-def test_metrics_outs_are_not_cached(dvc, params_yaml):
-    """Metrics files live in git, not the DVC cache, so `dvc metrics diff` compares commits."""
+def test_every_output_is_cached_so_the_run_cache_works(dvc, params_yaml):
+    """DVC saves a run to its run cache only when every output is cached (dvc/stage/__init__.py: `no_cache_outs`);
+    one `cache: false` output, a persisted one or an always-changed stage would make going back to parameters
+    already run re-run the stage instead of restoring it."""
     for name, stage in dvc["stages"].items():
+        assert not stage.get("always_changed") and not stage.get("do", {}).get("always_changed"), name
         for instance in _instances(name, stage, params_yaml):
             for out in instance.get("outs", []):
-                if isinstance(out, str) and out.startswith("metrics/"):
-                    pytest.fail(f"{name}: {out} is cached")
                 if isinstance(out, dict):
                     path, options = next(iter(out.items()))
-                    if path.startswith("metrics/"):
-                        assert options.get("cache") is False, f"{name}: {path} is cached"
+                    assert options.get("cache", True) and not options.get("persist"), f"{name}: {path}"
+
+
+def test_plots_read_stage_outputs(dvc, params_yaml):
+    """Every file a top-level plot draws is written by a stage, so `dvc plots diff` finds it in each experiment."""
+    outs = [out for name, stage in dvc["stages"].items() for instance in _instances(name, stage, params_yaml)
+            for out in _out_paths(instance)]
+    for plot in dvc["plots"]:
+        (name, spec), = plot.items()
+        for path in spec["y"]:
+            assert any(path == out or path.startswith(out.rstrip("/") + "/") for out in outs), f"{name}: {path}"
 
 
 # --- code deps: every lancy module a stage imports, transitively ---------------------------------------------
