@@ -137,6 +137,17 @@ class Evaluate:
 
 
 @dataclass(frozen=True)
+class Search:
+    """Mixture search (lancy.search): read by its commands, never by a stage."""
+
+    proxies: int = 16  # proxy experiments sampled
+    seed: int = 0
+    model: str = "sft"  # whose held-out scores make the target: pretrain, sft or grpo
+    target: list[str] = field(default_factory=list)  # datasets averaged into the target (weight 0 allowed)
+    proxy: dict[str, object] = field(default_factory=dict)  # params key -> value for every proxy run
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 42
     num_proc: int = 0  # processes of the data stages' batched maps; 0: all the machine's cores
@@ -153,6 +164,7 @@ class Params:
     evaluate: Evaluate = field(default_factory=Evaluate)
     launch: Launch = field(default_factory=Launch)
     prompts: dict[str, str] = field(default_factory=dict)  # dataset -> prompt template overriding the catalog's
+    search: Search = field(default_factory=Search)
 
 
 def _build(cls, raw: Any, where: str):
@@ -176,6 +188,14 @@ def _build(cls, raw: Any, where: str):
             values[name] = _weights(value, key)
         elif kind == "dict[str, str]":
             values[name] = _strings(value, key)
+        elif kind == "list[str]":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise LancyError(f"params key `{key}` must be a list of names, got {value!r}")
+            values[name] = list(value)
+        elif kind == "dict[str, object]":
+            if not isinstance(value, dict) or not all(isinstance(v, (int, float, str, bool)) for v in value.values()):
+                raise LancyError(f"params key `{key}` must map params keys to values, got {value!r}")
+            values[name] = dict(value)
         else:
             values[name] = _scalar(value, kind, key)
     return cls(**values)
@@ -263,6 +283,14 @@ def validate(params: Params) -> None:
         raise LancyError("params key `num_proc` must be >= 0 (0: all the machine's cores)")
     if params.tokenize.tokenizer_sample_chars <= 0:
         raise LancyError("params key `tokenize.tokenizer_sample_chars` must be > 0")
+    if params.search.model not in ("pretrain", "sft", "grpo"):
+        raise LancyError(f"params key `search.model` must be pretrain, sft or grpo, got {params.search.model!r}")
+    if params.search.proxies < 4:
+        raise LancyError("params key `search.proxies` must be >= 4: the fit needs at least four runs")
+    for name in params.search.target:
+        if name not in params.mixture:
+            raise LancyError(f"params key `search.target`: {name} is not in `mixture`, so it is not evaluated; "
+                             f"add `mixture.{name}: 0` (weight 0: evaluated, not trained on)")
     if params.data.source not in DATA_SOURCES:
         raise LancyError(
             f"params key `data.source` is {params.data.source!r}; use one of: {', '.join(DATA_SOURCES)}"

@@ -1,8 +1,11 @@
 """The whole pipeline through the real dvc commands, on a copy of the repository with reduced sizes.
 
-dvc repro -> a second dvc repro is a no-op -> code edits make exactly the stages they touch out of date ->
-dvc exp run -S mixture.imdb=0.7 re-runs only what the
-weight touches -> dvc exp run -S '+mixture.mrpc=0.2' downloads mrpc alone; dvc metrics diff shows both.
+dvc repro -> a second dvc repro is a no-op -> code edits make exactly the stages they touch out of date -> a new
+dataset would download that dataset alone -> a two-value mixture sweep through DVC's queue (pretraining is
+reused) -> lancy.compare's table and picture, dvc plots diff and dvc metrics diff across the sweep -> the run
+cache: the workspace goes to a swept value and back to the committed one without running a stage -> dvc push
+and dvc exp push to an S3 API on loopback (moto) and to a local remote -> a fresh clone pulls, and its
+dvc repro runs nothing; dvc exp pull brings an experiment with its outputs.
 """
 import json
 import os
@@ -10,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -69,7 +73,28 @@ def project(tmp_path_factory) -> Path:
     return root
 
 
-def test_repro_then_noop_then_experiments(project: Path):
+def _stages(output: str) -> tuple[set[str], set[str]]:
+    """(stages run, stages restored from the run cache) in a dvc log."""
+    return _ran(output), set(re.findall(r"Stage '([^']+)' is cached - skipping run", output))
+
+
+def _commit(project: Path, message: str) -> None:
+    _run(["git", "add", "-A"], project)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], project)
+
+
+def _queue_done(project: Path, timeout: float = 900) -> str:
+    """Polls `dvc queue status` until nothing is queued or running; returns the last status."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = _run(["dvc", "queue", "status"], project)
+        if not re.search(r"\b(Queued|Running)\b", status):
+            return status
+        assert time.monotonic() < deadline, f"the queue did not finish:\n{status}"
+        time.sleep(3)
+
+
+def test_pipeline_experiments_and_sharing(project: Path, tmp_path: Path):
     output = _run(["dvc", "repro"], project)
     stages = {"mix", "tokenize", "pretrain", "sft", "grpo", "evaluate@pretrain", "evaluate@sft", "evaluate@grpo"}
     assert stages | {"download@imdb", "download@sst2", "download@gsm8k", "download@wikitext"} <= _ran(output)
@@ -95,24 +120,105 @@ def test_repro_then_noop_then_experiments(project: Path):
     changed = set(json.loads(_run(["dvc", "status", "--json"], project)))
     assert {"pretrain", "sft", "grpo"} <= changed and not changed & {"mix", "tokenize", "evaluate@sft"}
     _run(["git", "checkout", "lancy/training.py"], project)
+
+    # A new dataset would download that dataset alone (dvc's own plan, without running it).
+    params = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(params.replace("\nmixture:\n", "\nmixture:\n  mrpc: 0.2\n", 1))
+    planned = _ran(_run(["dvc", "repro", "--dry"], project))
+    assert {s for s in planned if s.startswith("download@")} == {"download@mrpc"} and "mix" in planned
+    (project / "params.yaml").write_text(params)
     assert _ran(_run(["dvc", "repro"], project)) == set()
-    _run(["git", "add", "-A"], project)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], project)
+    _commit(project, "baseline")
+    base = yaml.safe_load(params)["mixture"]["imdb"]
 
-    # A weight change re-runs the mixture and what is downstream of it, never a download; the corpus
-    # weights did not change, so the tokenizer and pretraining blocks come out identical and pretrain is skipped.
-    ran = _ran(_run(["dvc", "exp", "run", "-S", "mixture.imdb=0.7"], project))
-    assert not any(stage.startswith("download@") for stage in ran)
-    assert {"mix", "tokenize", "sft", "grpo", "evaluate@sft", "evaluate@grpo"} <= ran
-    assert "pretrain" not in ran and "evaluate@pretrain" not in ran
-    diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], project))
-    rates = diff["metrics/mix.json"]
-    assert rates["sources.imdb.rate"]["new"] > rates["sources.imdb.rate"]["old"]
-    assert rates["sources.sst2.effective_rate"]["new"] < rates["sources.sst2.effective_rate"]["old"]
+    # A sweep through DVC's queue. Each experiment re-runs the mixture and what follows it; the corpus weights
+    # did not change, so the pretraining blocks come out identical and pretraining is reused, never re-run.
+    _run(["dvc", "exp", "run", "--queue", "-S", "mixture.imdb=0.2,0.7"], project)
+    assert _run(["dvc", "queue", "status"], project).count("Queued") == 2
+    _run(["dvc", "queue", "start", "-j", "1"], project)
+    status = _queue_done(project)
+    assert status.count("Success") == 2, status
+    show = json.loads(_run(["dvc", "exp", "show", "--json"], project))
+    sweep = {state["name"]: state["data"] for group in show[1]["experiments"] for state in group["revs"]}
+    imdb = {name: data["params"]["params.yaml"]["data"]["mixture"]["imdb"] for name, data in sweep.items()}
+    assert sorted(imdb.values()) == [0.2, 0.7]
+    for name, data in sweep.items():
+        assert "imdb" in data["metrics"]["metrics/eval/grpo.json"]["data"]  # read from the DVC cache
+        log = _run(["dvc", "queue", "logs", name], project)
+        assert {"mix", "tokenize", "sft", "grpo"} <= _ran(log) and "pretrain" not in _ran(log)
+        assert not any(stage.startswith("download@") for stage in _ran(log))
+    low, high = sorted(sweep, key=imdb.get)
+    shares = {n: sweep[n]["metrics"]["metrics/tokenize.json"]["data"]["sft"]["sources"]["imdb"]["share"]
+              for n in sweep}
+    assert shares[low] < shares[high]
 
-    # A new dataset downloads that dataset alone.
-    ran = _ran(_run(["dvc", "exp", "run", "-S", "+mixture.mrpc=0.2"], project))
-    assert {s for s in ran if s.startswith("download@")} == {"download@mrpc"}
-    diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], project))
-    assert diff["metrics/mix.json"]["sources.mrpc.rows"]["new"] > 0
-    assert "mrpc.accuracy" in diff["metrics/eval/sft.json"]
+    # The comparison: lancy's table and picture, DVC's grouped bars and metrics diff.
+    _run([sys.executable, "-m", "lancy.compare"], project)
+    report = (project / "reports/compare.md").read_text()
+    assert "mixture.imdb" in report and low in report and high in report and "sft imdb accuracy" in report
+    assert (project / "reports/compare.png").read_bytes()[:4] == b"\x89PNG"
+    plots = json.loads(_run(["dvc", "plots", "diff", low, high, "--json", "--split"], project))
+    bars = plots["held_out_sft"][0]["content"]["data"]["values"]
+    assert {row["rev"] for row in bars} == {low, high} and {row["dataset"] for row in bars} >= {"imdb", "sst2"}
+    assert {row["rev"] for row in plots["sft_loss"][0]["content"]["data"]["values"]} == {low, high}
+    diff = json.loads(_run(["dvc", "metrics", "diff", "HEAD", high, "--json"], project))
+    assert diff["metrics/tokenize.json"]["sft.sources.imdb.share"]["new"] > diff["metrics/tokenize.json"][
+        "sft.sources.imdb.share"]["old"]
+
+    # The run cache: the queue's runs are in it, so the workspace reaches a swept value and comes back to the
+    # committed one without running any stage.
+    ran, cached = _stages(_run(["dvc", "exp", "run", "-S", "mixture.imdb=0.7"], project))
+    assert ran == set() and {"mix", "tokenize", "sft", "grpo", "evaluate@sft"} <= cached
+    assert json.loads((project / "metrics/tokenize.json").read_text())["sft"]["sources"]["imdb"]["share"] == \
+        shares[high]
+    ran, cached = _stages(_run(["dvc", "exp", "run", "-S", f"mixture.imdb={base}"], project))
+    assert ran == set() and {"mix", "tokenize", "sft", "grpo", "evaluate@grpo"} <= cached
+    assert _run(["git", "status", "--porcelain", "--untracked-files=no"], project).strip() == ""
+
+    # Shared storage: an S3 API on loopback and a local folder.
+    _share_and_pull(project, tmp_path, [low, high])
+
+
+def _share_and_pull(project: Path, tmp_path: Path, experiments: list[str]) -> None:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                     aws_secret_access_key="testing").create_bucket(Bucket="lancy")
+        origin = tmp_path / "origin.git"
+        _run(["git", "init", "-q", "--bare", str(origin)], tmp_path)
+        _run(["git", "remote", "add", "origin", str(origin)], project)
+        # --local keeps the remotes out of the commit the experiments hang from (a real project commits them,
+        # README: Shared storage); the credentials are always local.
+        remotes = [["dvc", "remote", "add", "--local", "-d", "storage", "s3://lancy/cache"],
+                   ["dvc", "remote", "modify", "--local", "storage", "endpointurl", endpoint],
+                   ["dvc", "remote", "modify", "--local", "storage", "access_key_id", "testing"],
+                   ["dvc", "remote", "modify", "--local", "storage", "secret_access_key", "testing"],
+                   ["dvc", "remote", "add", "--local", "backup", str(tmp_path / "backup")]]
+        for args in remotes:
+            _run(args, project)
+        _run(["git", "push", "-q", "origin", "HEAD:main"], project)
+        _run(["dvc", "push", "--run-cache"], project)
+        _run(["dvc", "push", "-r", "backup"], project)
+        _run(["dvc", "exp", "push", "origin", *experiments], project)
+
+        for remote in ("storage", "backup"):  # a colleague's clone: pull, then dvc repro runs nothing
+            clone = tmp_path / f"clone-{remote}"
+            _run(["git", "clone", "-q", "-b", "main", str(origin), str(clone)], tmp_path)
+            for args in remotes:
+                _run(args, clone)
+            _run(["dvc", "pull", "-r", remote], clone)
+            assert json.loads((clone / "metrics/eval/sft.json").read_text()) == json.loads(
+                (project / "metrics/eval/sft.json").read_text())
+            assert _ran(_run(["dvc", "repro"], clone)) == set()
+        _run(["dvc", "exp", "pull", "origin", experiments[0]], clone)
+        show = json.loads(_run(["dvc", "exp", "show", "--json"], clone))
+        pulled = {state["name"]: state["data"] for group in show[1]["experiments"] for state in group["revs"]}
+        assert "imdb" in pulled[experiments[0]]["metrics"]["metrics/eval/sft.json"]["data"]
+    finally:
+        server.stop()

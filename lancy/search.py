@@ -1,0 +1,246 @@
+"""Mixture search, RegMix-style: many small proxy runs on sampled mixtures, a regression of the held-out target
+on the mixture weights, and the mixture it predicts best.
+
+    python -m lancy.search sample        # queue search.proxies proxy experiments (then: dvc queue start)
+    python -m lancy.search propose       # fit, check, propose: reports/mixture-search.md and .png
+    python -m lancy.search validate      # queue the proposal and a few sampled mixtures at full size
+
+Sampling (RegMix, Liu et al. 2025): each proxy's weights over the datasets with a weight > 0 in `mixture` are
+a draw from Dirichlet(scale x share), with share the current normalized weights and scale log-uniform in
+[0.1, 5] x the number of datasets. Small scales give extreme mixtures; weights are rounded to two decimals,
+so a source can get exactly 0. Every proxy also gets `search.proxy` (fewer SFT/GRPO steps, fewer evaluated
+rows), which must leave pretraining's inputs alone, so all proxies reuse one pretrained model.
+
+Fitting: the target is the mean held-out score (lancy.evaluation.SCORES) of `search.model` over
+`search.target` (datasets may have weight 0: transfer). Two regressions from scikit-learn (ridge on the
+weights, and a Gaussian process), each judged by its leave-one-out predictions: Spearman rank correlation
+with the observed targets, and mean absolute error. The better one searches the weight simplex: 100,000
+seeded Dirichlet(1) points, and the proposal is the mean of the 100 best predicted (RegMix's top-k average).
+"""
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from lancy import params as P
+from lancy.compare import exp_show, experiments
+from lancy.errors import LancyError, run_stage
+
+PROXY_PREFIX = "search-proxy-"
+FULL_PREFIX = "search-full-"
+# What a proxy may change: nothing pretraining reads, so every proxy reuses the same pretrained model.
+PROXY_KEYS = ("sft.", "grpo.", "evaluate.", "mix.sft_rows", "mix.rl_rows")
+SIMPLEX_POINTS = 100_000
+TOP_K = 100
+
+
+def sources(mixture: dict[str, float]) -> list[str]:
+    """The datasets a search mixes: those with a weight > 0 in `mixture`, in params order."""
+    return [name for name, weight in mixture.items() if weight > 0]
+
+
+def sample_mixtures(mixture: dict[str, float], count: int, seed: int) -> list[dict[str, float]]:
+    """`count` seeded Dirichlet mixtures around `mixture` (module docstring), rounded to two decimals."""
+    names = sources(mixture)
+    share = np.array([mixture[n] for n in names]) / sum(mixture[n] for n in names)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(count):
+        scale = len(names) * np.exp(rng.uniform(np.log(0.1), np.log(5.0)))
+        weights = np.round(rng.dirichlet(np.maximum(share * scale, 1e-3)), 2)
+        if weights.sum() == 0:  # every weight rounded away: keep the largest draw
+            weights[np.argmax(rng.dirichlet(share))] = 1.0
+        draws.append({name: float(w) for name, w in zip(names, weights, strict=True)})
+    return draws
+
+
+def check_proxy(proxy: dict) -> None:
+    for key in proxy:
+        if not key.startswith(PROXY_KEYS):
+            raise LancyError(f"params key `search.proxy.{key}`: a proxy may only change {', '.join(PROXY_KEYS)} "
+                             f"(anything else changes pretraining's inputs, and each proxy would pretrain again)")
+
+
+def queue_commands(mixtures: list[dict], overrides: dict, names: list[str]) -> list[list[str]]:
+    """`dvc exp run --queue` commands, one per mixture: its weights and the overrides as -S, named."""
+    return [["dvc", "exp", "run", "--queue", "-n", name,
+             *[arg for source, w in m.items() for arg in ("-S", f"mixture.{source}={w}")],
+             *[arg for key, value in overrides.items() for arg in ("-S", f"{key}={json.dumps(value)}")]]
+            for name, m in zip(names, mixtures, strict=True)]
+
+
+def observations(rows: list[dict], names: list[str], model: str, target: list[str], prefix: str):
+    """(weights, targets, experiment names) of the finished experiments named `prefix`*: weights normalized over
+    `names`, target the mean held-out score of `model` over the `target` datasets."""
+    from lancy.evaluation import SCORES
+
+    xs, ys, labels = [], [], []
+    for row in rows:
+        if not row["name"].startswith(prefix):
+            continue
+        weights = np.array([float(row["params"].get(f"mixture.{n}", 0.0)) for n in names])
+        results = row["metrics"].get(f"metrics/eval/{model}.json", {})
+        scores = [next((results[d][k] for k in SCORES if results.get(d, {}).get(k) is not None), None)
+                  for d in target]
+        if weights.sum() <= 0 or None in scores:
+            continue
+        xs.append(weights / weights.sum())
+        ys.append(float(np.mean(scores)))
+        labels.append(row["name"])
+    return np.array(xs), np.array(ys), labels
+
+
+def regressions() -> dict:
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+    from sklearn.linear_model import Ridge
+
+    return {
+        "ridge": lambda: Ridge(alpha=1e-3),
+        "gaussian process": lambda: GaussianProcessRegressor(
+            ConstantKernel() * RBF(length_scale=0.5, length_scale_bounds=(0.05, 10)) + WhiteKernel(1e-3),
+            normalize_y=True, n_restarts_optimizer=2, random_state=0),
+    }
+
+
+def leave_one_out(make, xs: np.ndarray, ys: np.ndarray) -> dict:
+    """Spearman rank correlation and mean absolute error of each point's prediction by a fit without it."""
+    from scipy.stats import spearmanr
+
+    predictions = np.array([make().fit(np.delete(xs, i, 0), np.delete(ys, i)).predict(xs[i:i + 1])[0]
+                            for i in range(len(xs))])
+    rho = spearmanr(predictions, ys).statistic if np.ptp(ys) > 0 and np.ptp(predictions) > 0 else float("nan")
+    return {"spearman": float(rho), "mae": float(np.abs(predictions - ys).mean()), "predictions": predictions}
+
+
+def fit(xs: np.ndarray, ys: np.ndarray, seed: int = 0) -> dict:
+    """Both regressions judged by leave-one-out; the better (rank correlation, then error) proposes a mixture."""
+    if len(xs) < 4:
+        raise LancyError(f"{len(xs)} finished proxy experiments; a fit needs at least 4 "
+                         f"(python -m lancy.search sample, then dvc queue start)")
+    quality = {name: leave_one_out(make, xs, ys) for name, make in regressions().items()}
+    best = max(quality, key=lambda n: (np.nan_to_num(quality[n]["spearman"], nan=-2), -quality[n]["mae"]))
+    model = regressions()[best]().fit(xs, ys)
+    points = np.random.default_rng(seed).dirichlet(np.ones(xs.shape[1]), SIMPLEX_POINTS)
+    predicted = model.predict(points)
+    top = points[np.argsort(predicted)[-TOP_K:]].mean(axis=0)
+    proposal = np.round(top / top.sum(), 2)
+    return {"quality": quality, "best": best, "model": model, "proposal": proposal,
+            "predicted": float(model.predict(proposal[None] / proposal.sum())[0])}
+
+
+def plot(names, xs, ys, result, path: Path, target_label: str) -> None:
+    """One panel per source: observed targets against its weight, and the prediction along that weight with the
+    other sources in the proposal's proportions; a last panel: leave-one-out predictions against observations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(names) + 1, figsize=(3.6 * (len(names) + 1), 3.4), squeeze=False)
+    grid = np.linspace(0, 1, 51)
+    for j, (ax, name) in enumerate(zip(axes[0], names, strict=False)):
+        rest = np.delete(result["proposal"], j)
+        rest = rest / rest.sum() if rest.sum() > 0 else np.full(len(rest), 1 / max(1, len(rest)))
+        line = np.array([np.insert(rest * (1 - w), j, w) for w in grid])
+        ax.plot(grid, result["model"].predict(line), color="tab:blue", label=f"predicted ({result['best']})")
+        ax.scatter(xs[:, j], ys, color="black", s=14, label="proxy runs")
+        ax.axvline(result["proposal"][j] / result["proposal"].sum(), color="tab:red", ls="--", label="proposal")
+        ax.set_xlabel(f"weight of {name}")
+        ax.set_ylabel(target_label if j == 0 else "")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    ax = axes[0][-1]
+    loo = result["quality"][result["best"]]
+    ax.scatter(ys, loo["predictions"], s=14, color="black")
+    ax.plot([ys.min(), ys.max()], [ys.min(), ys.max()], color="gray", lw=0.8)
+    ax.set_xlabel("observed")
+    ax.set_ylabel("leave-one-out prediction")
+    ax.set_title(f"Spearman {loo['spearman']:.2f}", fontsize=9)
+    ax.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def report(p, names, xs, ys, labels, result, full: list[tuple[str, float]], out: Path) -> str:
+    weights = " ".join(f"-S mixture.{n}={w:g}" for n, w in zip(names, result["proposal"], strict=True))
+    target = f"mean held-out score of {p.search.model} on {', '.join(p.search.target)}"
+    lines = [
+        "# Mixture search", "",
+        f"{len(xs)} proxy runs (`search.proxy`: {json.dumps(p.search.proxy)}); target: {target}.", "",
+        "## Proposal", "",
+        "| " + " | ".join(names) + " | predicted target | best proxy run |",
+        "|" + "---|" * (len(names) + 2),
+        "| " + " | ".join(f"{w:g}" for w in result["proposal"]) + f" | {result['predicted']:.4f} | "
+        f"{ys.max():.4f} ({labels[int(ys.argmax())]}) |", "",
+        "Train it at full size:", "", "```bash", f"dvc exp run -n {FULL_PREFIX}proposal {weights}", "```", "",
+        "## Fit quality (leave-one-out over the proxy runs)", "",
+        "| regression | Spearman rank correlation | mean absolute error |", "|---|---|---|",
+        *[f"| {name}{' (used)' if name == result['best'] else ''} | {q['spearman']:.3f} | {q['mae']:.4f} |"
+          for name, q in result["quality"].items()], "",
+        "![observed proxy runs and the predicted target along each weight](mixture-search.png)", "",
+    ]
+    if full:
+        ranked = sorted(full, key=lambda item: -item[1])
+        lines += ["## At full size", "",
+                  "Does the proxies' ranking carry over (RegMix's premise)? The proposal among full-size runs of "
+                  "sampled mixtures:", "", "| rank | experiment | target |", "|---|---|---|",
+                  *[f"| {i + 1} | {name} | {value:.4f} |" for i, (name, value) in enumerate(ranked)], ""]
+    lines += ["## Proxy runs", "", "| experiment | " + " | ".join(names) + " | target |",
+              "|" + "---|" * (len(names) + 2),
+              *[f"| {label} | " + " | ".join(f"{w:.2f}" for w in x) + f" | {y:.4f} |"
+                for label, x, y in zip(labels, xs, ys, strict=True)]]
+    return "\n".join(lines) + "\n"
+
+
+def _queue(commands: list[list[str]], dry: bool) -> None:
+    for command in commands:
+        print(" ".join(command))
+        if not dry:
+            result = subprocess.run([sys.executable, "-m", "dvc", *command[1:]], capture_output=True, text=True)
+            if result.returncode != 0:
+                raise LancyError(f"`{' '.join(command)}` failed: {result.stderr.strip()[-500:]}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("sample", "propose", "validate"))
+    parser.add_argument("--dry", action="store_true", help="sample/validate: print the commands, queue nothing")
+    parser.add_argument("--runs", type=int, default=3, help="validate: sampled mixtures run at full size")
+    parser.add_argument("--out", default="reports")
+    args = parser.parse_args(argv)
+    p = P.load(("mixture", "search"))
+    check_proxy(p.search.proxy)
+    names = sources(p.mixture)
+    if args.command == "sample":
+        mixtures = sample_mixtures(p.mixture, p.search.proxies, p.search.seed)
+        names_ = [f"{PROXY_PREFIX}{i:02d}" for i in range(len(mixtures))]
+        _queue(queue_commands(mixtures, p.search.proxy, names_), args.dry)
+        print(f"queued {p.search.proxies} proxies; run them with `dvc queue start`, then "
+              f"`python -m lancy.search propose`")
+        return
+    rows = experiments(exp_show())
+    xs, ys, labels = observations(rows, names, p.search.model, p.search.target, PROXY_PREFIX)
+    result = fit(xs, ys, p.search.seed)
+    if args.command == "validate":
+        picks = np.argsort(ys)[np.linspace(0, len(ys) - 1, args.runs).round().astype(int)]  # low .. high
+        mixtures = [dict(zip(names, result["proposal"].tolist(), strict=True))]
+        mixtures += [dict(zip(names, xs[i].round(2).tolist(), strict=True)) for i in picks]
+        labels_ = [f"{FULL_PREFIX}proposal"] + [f"{FULL_PREFIX}{labels[i].removeprefix(PROXY_PREFIX)}" for i in picks]
+        _queue(queue_commands(mixtures, {}, labels_), args.dry)
+        return
+    fx, fy, flabels = observations(rows, names, p.search.model, p.search.target, FULL_PREFIX)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot(names, xs, ys, result, out / "mixture-search.png", f"{p.search.model} on {'+'.join(p.search.target)}")
+    text = report(p, names, xs, ys, labels, result, list(zip(flabels, fy.tolist(), strict=True)), out)
+    (out / "mixture-search.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,82 @@
+"""lancy.search: seeded Dirichlet sampling, the fit recovering a known optimum, the report from exp show rows."""
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from lancy import search
+from lancy.errors import LancyError
+
+MIXTURE = {"imdb": 0.4, "sst2": 0.4, "gsm8k": 0.2, "wikitext": 0.0}
+OPTIMUM = np.array([0.6, 0.3, 0.1])
+
+
+def test_sampling_is_seeded_extreme_and_over_the_weighted_sources():
+    draws = search.sample_mixtures(MIXTURE, 16, seed=0)
+    assert draws == search.sample_mixtures(MIXTURE, 16, seed=0)
+    assert draws != search.sample_mixtures(MIXTURE, 16, seed=1)
+    assert all(list(d) == ["imdb", "sst2", "gsm8k"] for d in draws)  # wikitext has weight 0: not searched
+    weights = np.array([list(d.values()) for d in draws])
+    assert np.allclose(weights.sum(axis=1), 1, atol=0.02) and (weights >= 0).all()
+    assert (weights == 0).any(), "small Dirichlet scales must give some source exactly 0"
+    assert weights.max() > 0.9 and np.ptp(weights[:, 0]) > 0.5  # extreme mixtures, spread over the simplex
+
+
+def test_fit_recovers_a_known_optimum():
+    rng = np.random.default_rng(3)
+    xs = rng.dirichlet(np.ones(3), 24)
+    ys = 0.9 - ((xs - OPTIMUM) ** 2).sum(axis=1) + rng.normal(0, 0.003, len(xs))
+    result = search.fit(xs, ys, seed=0)
+    assert np.abs(result["proposal"] - OPTIMUM).sum() < 0.15, result["proposal"]
+    assert result["quality"][result["best"]]["spearman"] > 0.8
+    assert result["predicted"] == pytest.approx(0.9, abs=0.02)
+    with pytest.raises(LancyError, match="at least 4"):
+        search.fit(xs[:3], ys[:3])
+
+
+def test_proxy_settings_must_leave_pretraining_alone():
+    search.check_proxy({"sft.max_steps": 60, "evaluate.max_rows": 50, "mix.sft_rows": 500})
+    for key in ("pretrain.max_steps", "corpus.imdb", "model.hidden_size", "tokenize.max_length"):
+        with pytest.raises(LancyError, match=f"search.proxy.{key}"):
+            search.check_proxy({key: 1})
+
+
+def test_queue_commands():
+    (command,) = search.queue_commands([{"imdb": 0.7, "sst2": 0.0}], {"sft.max_steps": 60}, ["search-proxy-00"])
+    assert command == ["dvc", "exp", "run", "--queue", "-n", "search-proxy-00", "-S", "mixture.imdb=0.7",
+                       "-S", "mixture.sst2=0.0", "-S", "sft.max_steps=60"]
+
+
+def _row(name, weights, score):
+    return {"name": name, "rev": name, "params": {f"mixture.{n}": w for n, w in weights.items()},
+            "metrics": {"metrics/eval/sft.json": {n: {"accuracy": score, "rows": 10} for n in ("imdb", "sst2")}}}
+
+
+def test_observations_normalize_weights_and_average_the_target():
+    rows = [_row("search-proxy-00", {"imdb": 2, "sst2": 2, "gsm8k": 0}, 0.5), _row("other", {"imdb": 1}, 0.9)]
+    xs, ys, labels = search.observations(rows, ["imdb", "sst2", "gsm8k"], "sft", ["imdb", "sst2"], "search-proxy-")
+    assert labels == ["search-proxy-00"] and xs.tolist() == [[0.5, 0.5, 0.0]] and ys.tolist() == [0.5]
+
+
+def test_propose_writes_the_report(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    names = ["imdb", "sst2", "gsm8k"]
+    rows = []
+    for i, x in enumerate(rng.dirichlet(np.ones(3), 12)):
+        rows.append(_row(f"search-proxy-{i:02d}", dict(zip(names, x.round(2), strict=True)),
+                         float(0.9 - ((x - OPTIMUM) ** 2).sum())))
+    rows.append(_row("search-full-proposal", dict(zip(names, OPTIMUM, strict=True)), 0.95))
+    rows.append(_row("search-full-03", {"imdb": 0.1, "sst2": 0.1, "gsm8k": 0.8}, 0.6))
+    params = yaml.safe_load(open("params.yaml"))
+    params["search"]["target"] = ["imdb", "sst2"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(search, "exp_show", lambda: [])
+    monkeypatch.setattr(search, "experiments", lambda show: json.loads(json.dumps(rows)))
+    search.main(["propose", "--out", "reports"])
+    report = (tmp_path / "reports/mixture-search.md").read_text()
+    assert "12 proxy runs" in report and "Spearman rank correlation" in report
+    assert "dvc exp run -n search-full-proposal -S mixture.imdb=" in report
+    assert "| 1 | search-full-proposal | 0.9500 |" in report and "| 2 | search-full-03 | 0.6000 |" in report
+    assert (tmp_path / "reports/mixture-search.png").read_bytes()[:4] == b"\x89PNG"
