@@ -1,7 +1,8 @@
 """Mixture search, RegMix-style: many small proxy runs on sampled mixtures, a regression of the held-out target
 on the mixture weights, and the mixture it predicts best.
 
-    python -m lancy.search sample        # queue search.proxies proxy experiments (then: dvc queue start)
+    python -m lancy.search sample        # queue search.proxies proxy experiments (then: dvc queue start);
+                                         # another search.seed adds more, and propose uses them all
     python -m lancy.search propose       # fit, check, propose: reports/mixture-search.md and .png
     python -m lancy.search validate      # queue the proposal and a few sampled mixtures at full size
 
@@ -55,6 +56,15 @@ def sample_mixtures(mixture: dict[str, float], count: int, seed: int) -> list[di
             weights[np.argmax(rng.dirichlet(share))] = 1.0
         draws.append({name: float(w) for name, w in zip(names, weights, strict=True)})
     return draws
+
+
+def targets(target: list[str], mixture: dict[str, float]) -> list[str]:
+    """The datasets of the target: `search.target`, or the searched ones when it is empty."""
+    for name in target:
+        if name not in mixture:
+            raise LancyError(f"params key `search.target`: {name} is not in `mixture`, so it is not evaluated; "
+                             f"add `mixture.{name}: 0` (weight 0: evaluated, not trained on)")
+    return list(target) or sources(mixture)
 
 
 def check_proxy(proxy: dict) -> None:
@@ -166,9 +176,9 @@ def plot(names, xs, ys, result, path: Path, target_label: str) -> None:
     plt.close(figure)
 
 
-def report(p, names, xs, ys, labels, result, full: list[tuple[str, float]], out: Path) -> str:
+def report(p, names, target, xs, ys, labels, result, full: list[tuple[str, float]], out: Path) -> str:
     weights = " ".join(f"-S mixture.{n}={w:g}" for n, w in zip(names, result["proposal"], strict=True))
-    target = f"mean held-out score of {p.search.model} on {', '.join(p.search.target)}"
+    target = f"mean held-out score of {p.search.model} on {', '.join(target)}"
     lines = [
         "# Mixture search", "",
         f"{len(xs)} proxy runs (`search.proxy`: {json.dumps(p.search.proxy)}); target: {target}.", "",
@@ -177,7 +187,8 @@ def report(p, names, xs, ys, labels, result, full: list[tuple[str, float]], out:
         "|" + "---|" * (len(names) + 2),
         "| " + " | ".join(f"{w:g}" for w in result["proposal"]) + f" | {result['predicted']:.4f} | "
         f"{ys.max():.4f} ({labels[int(ys.argmax())]}) |", "",
-        "Train it at full size:", "", "```bash", f"dvc exp run -n {FULL_PREFIX}proposal {weights}", "```", "",
+        "Train it at full size (`python -m lancy.search validate` queues it with sampled mixtures to compare):", "",
+        "```bash", f"dvc exp run {weights}", "```", "",
         "## Fit quality (leave-one-out over the proxy runs)", "",
         "| regression | Spearman rank correlation | mean absolute error |", "|---|---|---|",
         *[f"| {name}{' (used)' if name == result['best'] else ''} | {q['spearman']:.3f} | {q['mae']:.4f} |"
@@ -216,28 +227,30 @@ def main(argv: list[str] | None = None) -> None:
     p = P.load(("mixture", "search"))
     check_proxy(p.search.proxy)
     names = sources(p.mixture)
+    target = targets(p.search.target, p.mixture)
     if args.command == "sample":
         mixtures = sample_mixtures(p.mixture, p.search.proxies, p.search.seed)
-        names_ = [f"{PROXY_PREFIX}{i:02d}" for i in range(len(mixtures))]
+        names_ = [f"{PROXY_PREFIX}s{p.search.seed}-{i:02d}" for i in range(len(mixtures))]  # a new seed adds runs
         _queue(queue_commands(mixtures, p.search.proxy, names_), args.dry)
         print(f"queued {p.search.proxies} proxies; run them with `dvc queue start`, then "
               f"`python -m lancy.search propose`")
         return
     rows = experiments(exp_show())
-    xs, ys, labels = observations(rows, names, p.search.model, p.search.target, PROXY_PREFIX)
+    xs, ys, labels = observations(rows, names, p.search.model, target, PROXY_PREFIX)
     result = fit(xs, ys, p.search.seed)
     if args.command == "validate":
         picks = np.argsort(ys)[np.linspace(0, len(ys) - 1, args.runs).round().astype(int)]  # low .. high
         mixtures = [dict(zip(names, result["proposal"].tolist(), strict=True))]
         mixtures += [dict(zip(names, xs[i].round(2).tolist(), strict=True)) for i in picks]
-        labels_ = [f"{FULL_PREFIX}proposal"] + [f"{FULL_PREFIX}{labels[i].removeprefix(PROXY_PREFIX)}" for i in picks]
+        labels_ = [f"{FULL_PREFIX}s{p.search.seed}-proposal"]
+        labels_ += [f"{FULL_PREFIX}{labels[i].removeprefix(PROXY_PREFIX)}" for i in picks]
         _queue(queue_commands(mixtures, {}, labels_), args.dry)
         return
-    fx, fy, flabels = observations(rows, names, p.search.model, p.search.target, FULL_PREFIX)
+    fx, fy, flabels = observations(rows, names, p.search.model, target, FULL_PREFIX)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    plot(names, xs, ys, result, out / "mixture-search.png", f"{p.search.model} on {'+'.join(p.search.target)}")
-    text = report(p, names, xs, ys, labels, result, list(zip(flabels, fy.tolist(), strict=True)), out)
+    plot(names, xs, ys, result, out / "mixture-search.png", f"{p.search.model} on {'+'.join(target)}")
+    text = report(p, names, target, xs, ys, labels, result, list(zip(flabels, fy.tolist(), strict=True)), out)
     (out / "mixture-search.md").write_text(text)
     print(text)
 

@@ -8,6 +8,7 @@ and dvc exp push to an S3 API on loopback (moto) and to a local remote -> a fres
 dvc repro runs nothing; dvc exp pull brings an experiment with its outputs.
 """
 import json
+import logging
 import os
 import re
 import shutil
@@ -157,7 +158,7 @@ def test_pipeline_experiments_and_sharing(project: Path, tmp_path: Path):
     report = (project / "reports/compare.md").read_text()
     assert "mixture.imdb" in report and low in report and high in report and "sft imdb accuracy" in report
     assert (project / "reports/compare.png").read_bytes()[:4] == b"\x89PNG"
-    plots = json.loads(_run(["dvc", "plots", "diff", low, high, "--json", "--split"], project))
+    plots = json.loads(_run(["dvc", "plots", "diff", low, high, "--json"], project))["data"]
     bars = plots["held_out_sft"][0]["content"]["data"]["values"]
     assert {row["rev"] for row in bars} == {low, high} and {row["dataset"] for row in bars} >= {"imdb", "sst2"}
     assert {row["rev"] for row in plots["sft_loss"][0]["content"]["data"]["values"]} == {low, high}
@@ -182,6 +183,8 @@ def test_pipeline_experiments_and_sharing(project: Path, tmp_path: Path):
 def _share_and_pull(project: Path, tmp_path: Path, experiments: list[str]) -> None:
     import boto3
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the server's request log
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -133,16 +133,19 @@ def test_same_params_give_the_same_pretrained_model(workspace: Path, tmp_path: P
     """Seeded end to end: two runs of pretrain from the same data and params write identical weights."""
     import hashlib
 
-    digests = []
-    for run in ("a", "b"):
-        root = tmp_path / run
+    roots, runs = [tmp_path / "a", tmp_path / "b"], []
+    for root in roots:  # the two runs side by side, one per core
         shutil.copytree(workspace, root, ignore=shutil.ignore_patterns("models", "checkpoints", "metrics", "logs"))
         params = yaml.safe_load((root / "params.yaml").read_text())
         params["pretrain"].update(max_steps=6, logging_steps=2)
         params["launch"]["processes"] = 1
         (root / "params.yaml").write_text(yaml.safe_dump(params))
-        _stage(root, "stages.pretrain")
-        digests.append(hashlib.sha256((root / "models/pretrain/model.safetensors").read_bytes()).hexdigest())
+        with open(root / "stage.log", "w") as log:
+            runs.append(subprocess.Popen([sys.executable, "-m", "stages.pretrain"], cwd=root, env=_env(root),
+                                         stdout=log, stderr=subprocess.STDOUT))
+    for root, run in zip(roots, runs, strict=True):
+        assert run.wait(timeout=300) == 0, (root / "stage.log").read_text()[-3000:]
+    digests = [hashlib.sha256((root / "models/pretrain/model.safetensors").read_bytes()).hexdigest() for root in roots]
     assert digests[0] == digests[1]
 
 
