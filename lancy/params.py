@@ -321,7 +321,9 @@ def validate(params: Params) -> None:
                 raise LancyError(f"params key `{section}.{key}` must be > 0")
     if params.pretrain.max_steps < 0:
         raise LancyError("params key `pretrain.max_steps` must be >= 0 (0: no pretraining)")
-    for section in ("sft", "grpo"):
+    if params.grpo.max_steps < 0:
+        raise LancyError("params key `grpo.max_steps` must be >= 0 (0: no GRPO, the SFT model passes through)")
+    for section in ("sft",):
         if getattr(params, section).max_steps <= 0 and getattr(params, section).epochs <= 0:
             raise LancyError(f"params key `{section}.max_steps` must be > 0 (or set `{section}.epochs`)")
     for section in ("pretrain", "sft", "grpo"):

@@ -1,5 +1,7 @@
 """grpo: TRL's GRPOTrainer on models/sft, rewarded per task (label, final number, F1, code's unit tests).
 
+`grpo.max_steps: 0` skips it: the SFT model passes through (mixture-search proxies use that).
+
 Writes models/grpo/, metrics/grpo/ (DVCLive) and logs/grpo/ (TensorBoard).
 """
 from pathlib import Path
@@ -19,6 +21,7 @@ from lancy.training import (
     data_shares,
     fingerprint,
     finish,
+    keep_untrained,
     reward_summary,
     run_facts,
     train,
@@ -37,11 +40,17 @@ def main() -> None:
     tokenizer = load_tokenizer(str(BASE))
     tokenizer.padding_side = "left"
     set_seed(p.seed)  # LoRA adapters start from seeded random weights
-    model = apply_lora(load_model(str(BASE), p.model.attention, g.lora.quantize, stage="grpo"), g.lora)
+    training = bool(g.max_steps or g.epochs)
+    model = load_model(str(BASE), p.model.attention, g.lora.quantize if training else "none",
+                       stage="grpo" if training else None)
+    model = apply_lora(model, g.lora) if training else model
     prompts = read_table(DATA)
     rows_by_source = {name: prompts["source"].count(name) for name in sorted(set(prompts["source"]))}
     facts = run_facts(model, g, g.max_completion_length, prompts=len(prompts), group_size=g.num_generations,
                       data=data_shares(rows_by_source))
+    if not training:
+        keep_untrained(model, tokenizer, OUT, "grpo", facts)
+        return
     rewards = [(task_reward if g.code_execution else task_reward_compile_only, 1.0)]
     if g.format_weight:
         rewards.append((format_reward, g.format_weight))

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from lancy.errors import LancyError
@@ -325,6 +326,23 @@ def test_grpo_with_format_reward_and_a_local_reward_model(workspace, tmp_path, m
     assert summary["step"] == 1 and 0 < summary["trainable_share"] < 0.5
     assert {"task_reward", "format_reward", "reward"} <= set(summary["rewards"])
     assert any(key.startswith("reward") and key != "rewards" for key in summary)
+
+
+def test_grpo_max_steps_zero_passes_the_sft_model_through(workspace, monkeypatch):
+    """`grpo.max_steps: 0` (mixture-search proxies): models/grpo is the SFT model, merged, with the run's facts."""
+    import stages.grpo
+
+    monkeypatch.chdir(workspace)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["grpo"]["max_steps"] = 0
+    params["grpo"]["lora"].update(enabled=True, r=4, alpha=8)  # not applied: nothing trains
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stages.grpo.main()
+    sft, grpo = load_model("models/sft"), load_model("models/grpo")
+    assert not any("lora" in name for name, _ in grpo.named_parameters())
+    assert all(torch.equal(a, b) for a, b in zip(sft.state_dict().values(), grpo.state_dict().values(), strict=True))
+    summary = json.loads(Path("metrics/grpo/metrics.json").read_text())
+    assert summary["prompts"] > 0 and "step" not in summary
 
 
 @pytest.fixture(scope="module")
