@@ -75,7 +75,8 @@ def varying(rows: list[dict]) -> list[str]:
 
 
 def table(rows: list[dict]) -> tuple[list[str], list[list]]:
-    """Header and rows: experiment, the varying params, `<model> <dataset>` scores and perplexities, SFT shares."""
+    """Header and rows: experiment, the varying params, `<model> <dataset> <metric>` scores and perplexities, and
+    `SFT share <source>`."""
     from lancy.evaluation import SCORES
 
     params = varying(rows)
@@ -90,7 +91,7 @@ def table(rows: list[dict]) -> tuple[list[str], list[list]]:
                     cells[f"{model} {dataset} {key}"] = result[key]
         sources = row["metrics"].get("metrics/tokenize.json", {}).get("sft", {}).get("sources", {})
         for source, facts in sorted(sources.items()):
-            cells[f"sft share {source}"] = facts["share"]
+            cells[f"SFT share {source}"] = facts["share"]
         columns.update(dict.fromkeys(cells))
         values.append(cells)
     header = ["experiment", *params, *columns]
@@ -120,13 +121,13 @@ def plot(header: list[str], body: list[list], x: str | None, path: Path) -> None
     order = sorted(range(len(body)), key=lambda i: body[i][header.index(x)]) if numeric else range(len(body))
     xs = [body[i][header.index(x)] if numeric else i for i in order]
     panels = [(m, [c for c in header if c.startswith(f"{m} ") and not c.endswith("perplexity")]) for m in MODELS]
-    panels.append(("SFT token share", [c for c in header if c.startswith("sft share ")]))
+    panels.append(("SFT token share", [c for c in header if c.startswith("SFT share ")]))
     panels = [(title, cols) for title, cols in panels if cols]
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
     for ax, (title, cols) in zip(axes[0], panels, strict=True):
         for column in cols:
             ys = [body[i][header.index(column)] for i in order]
-            label = column.removeprefix("sft share ") if title == "SFT token share" else column.split(" ")[1]
+            label = column.removeprefix("SFT share ") if title == "SFT token share" else column.split(" ")[1]
             ax.plot(xs, ys, marker="o", label=label)
         ax.set_title(title if title == "SFT token share" else f"{title}: held-out score")
         ax.set_ylim(-0.03, 1.03)

@@ -55,10 +55,10 @@ def test_table_holds_varying_params_scores_perplexity_and_shares(show):
     header, body = compare.table(rows)
     assert header[:2] == ["experiment", "mixture.imdb"]
     for column in ("sft imdb accuracy", "sft gsm8k exact_match", "sft wikitext perplexity", "grpo imdb accuracy",
-                   "sft share imdb", "sft share sst2"):
+                   "SFT share imdb", "SFT share sst2"):
         assert column in header
     low = dict(zip(header, body[1], strict=True))
-    assert low["experiment"] == "exp-low" and low["sft imdb accuracy"] == 0.80 and low["sft share imdb"] == 0.35
+    assert low["experiment"] == "exp-low" and low["sft imdb accuracy"] == 0.80 and low["SFT share imdb"] == 0.35
     assert low["grpo imdb accuracy"] == pytest.approx(0.81)
     assert "| exp-high | 0.8 | 0.02 | 0.95 | 349.2 | 0.96 | 0.75 | 0.25 |" in compare.markdown(header, body)
 
