@@ -1,5 +1,5 @@
 # make repro: set up .venv (when missing or older than requirements.txt), then run the pipeline.
-# make test:  same environment, then the test suite.
+# make test:  same environment, then the test suite (make test-slow: the long checks it leaves out).
 # make bench: same environment, then the CPU benchmarks (BENCH_ARGS=--quick for a smoke run).
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: repro test bench clean
+.PHONY: repro test test-slow bench clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,6 +19,9 @@ repro: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+test-slow: $(VENV)/.installed
+	$(PY) -m pytest -q -m slow
 
 bench: $(VENV)/.installed
 	$(PY) -m bench.run $(BENCH_ARGS)

@@ -42,6 +42,7 @@ def test_mixture_is_seventy_thirty_and_seeded():
     assert records["source"][:30].count("sst2") not in (0, 30)  # shuffled together, not one source after the other
 
 
+@pytest.mark.slow
 def test_gpu_script_smoke_run_on_cpu(tmp_path):
     out = tmp_path / "gpu.json"
     result = subprocess.run([sys.executable, str(REPO / "bench/gpu_sft.py"), "--smoke", "--out", str(out)],

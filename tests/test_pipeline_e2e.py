@@ -35,10 +35,13 @@ SMALL = {
 pytestmark = pytest.mark.e2e
 
 
+def _env(cwd: Path) -> dict:
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="1",
+                HF_DATASETS_OFFLINE="1", PYTHONPATH=str(cwd))
+
+
 def _run(args: list[str], cwd: Path) -> str:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", HF_HUB_OFFLINE="1",
-               HF_DATASETS_OFFLINE="1", PYTHONPATH=str(cwd))
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(args, cwd=cwd, env=_env(cwd), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout + result.stderr
 
@@ -109,18 +112,13 @@ def test_pipeline_experiments_and_sharing(project: Path, tmp_path: Path):
     assert _ran(_run(["dvc", "repro"], project)) == set()
 
     # A code change re-runs what it touches: a label word edited in the catalog makes mix (and all that follows
-    # it) out of date; a change to the training loop leaves the data stages alone.
+    # it) out of date, and not pretrain (tests/test_dvc_yaml.py checks every stage's code deps statically).
     catalog = project / "lancy" / "catalog.py"
     original = catalog.read_text()
     catalog.write_text(original.replace('labels=("negative", "positive")', 'labels=("negative", "favourable")', 1))
     changed = set(json.loads(_run(["dvc", "status", "--json"], project)))
     assert {"mix", "evaluate@sft", "evaluate@grpo"} <= changed and "pretrain" not in changed
     catalog.write_text(original)
-    training = project / "lancy" / "training.py"
-    training.write_text(training.read_text() + "\n# edited\n")
-    changed = set(json.loads(_run(["dvc", "status", "--json"], project)))
-    assert {"pretrain", "sft", "grpo"} <= changed and not changed & {"mix", "tokenize", "evaluate@sft"}
-    _run(["git", "checkout", "lancy/training.py"], project)
 
     # A new dataset would download that dataset alone (dvc's own plan, without running it).
     params = (project / "params.yaml").read_text()
@@ -136,8 +134,13 @@ def test_pipeline_experiments_and_sharing(project: Path, tmp_path: Path):
     # did not change, so the pretraining blocks come out identical and pretraining is reused, never re-run.
     _run(["dvc", "exp", "run", "--queue", "-S", "mixture.imdb=0.2,0.7"], project)
     assert _run(["dvc", "queue", "status"], project).count("Queued") == 2
-    _run(["dvc", "queue", "start", "-j", "1"], project)
+    # Two workers, one per core. The detached workers inherit the command's stdout, so it goes to a file: a pipe
+    # would stay open until the second (idle) worker exits.
+    with open(tmp_path / "queue-start.log", "w") as log:
+        subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=project, env=_env(project), stdout=log,
+                       stderr=subprocess.STDOUT, check=True, timeout=120)
     status = _queue_done(project)
+    _run(["dvc", "queue", "stop"], project)  # the idle workers
     assert status.count("Success") == 2, status
     show = json.loads(_run(["dvc", "exp", "show", "--json"], project))
     sweep = {state["name"]: state["data"] for group in show[1]["experiments"] for state in group["revs"]}
@@ -154,10 +157,10 @@ def test_pipeline_experiments_and_sharing(project: Path, tmp_path: Path):
     assert shares[low] < shares[high]
 
     # The comparison: lancy's table and picture, DVC's grouped bars and metrics diff.
-    _run([sys.executable, "-m", "lancy.compare"], project)
-    report = (project / "reports/compare.md").read_text()
+    _run([sys.executable, "-m", "lancy.compare", "--out", str(tmp_path / "compare")], project)
+    report = (tmp_path / "compare/compare.md").read_text()
     assert "mixture.imdb" in report and low in report and high in report and "sft imdb accuracy" in report
-    assert (project / "reports/compare.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "compare/compare.png").read_bytes()[:4] == b"\x89PNG"
     plots = json.loads(_run(["dvc", "plots", "diff", low, high, "--json"], project))["data"]
     bars = plots["held_out_sft"][0]["content"]["data"]["values"]
     assert {row["rev"] for row in bars} == {low, high} and {row["dataset"] for row in bars} >= {"imdb", "sst2"}
@@ -207,10 +210,10 @@ def _share_and_pull(project: Path, tmp_path: Path, experiments: list[str]) -> No
             _run(args, project)
         _run(["git", "push", "-q", "origin", "HEAD:main"], project)
         _run(["dvc", "push", "--run-cache"], project)
-        _run(["dvc", "push", "-r", "backup"], project)
+        _run(["dvc", "push", "-r", "backup"], project)  # the local remote
         _run(["dvc", "exp", "push", "origin", *experiments], project)
+        assert "in sync" in _run(["dvc", "status", "--cloud", "-r", "backup"], project)
 
-        assert "in sync" in _run(["dvc", "status", "--cloud", "-r", "backup"], project)  # the local remote
         clone = tmp_path / "clone"  # a colleague's clone: pull from S3, then dvc repro runs nothing
         _run(["git", "clone", "-q", "-b", "main", str(origin), str(clone)], tmp_path)
         for args in remotes:

@@ -13,6 +13,7 @@ import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from bench.scale import tree_memory
@@ -40,6 +41,7 @@ def _write_local(root):
         pq.write_table(pa.Table.from_pylist(part), sst2 / f"{split}.parquet")
 
 
+@pytest.mark.slow
 def test_a_million_row_local_dataset_flows_without_materializing(tmp_path, monkeypatch, repo_root):
     from stages import download, mix, tokenize
 
