@@ -1,7 +1,6 @@
 """The embedded synthetic stand-ins: schemas, determinism, learnable labels, correct arithmetic, variety."""
 import json
 import re
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -100,13 +99,6 @@ def test_unknown_name_or_split():
         generate("squad", "train", 10, 0)
     with pytest.raises(ValueError):
         generate("imdb", "validation", 10, 0)
-
-
-def test_fast():
-    start = time.perf_counter()
-    for name in EMBEDDED_DATASETS:
-        generate(name, "train", N, 1)
-    assert time.perf_counter() - start < 2.0
 
 
 def test_sentiment_lists_are_rich_and_disjoint():
