@@ -131,6 +131,11 @@ def fit(xs: np.ndarray, ys: np.ndarray, seed: int = 0) -> dict:
     if len(xs) < 4:
         raise LancyError(f"{len(xs)} finished proxy experiments; a fit needs at least 4 "
                          f"(python -m lancy.search sample, then dvc queue start)")
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)  # kernel bounds reached on a handful of points
     quality = {name: leave_one_out(make, xs, ys) for name, make in regressions().items()}
     best = max(quality, key=lambda n: (np.nan_to_num(quality[n]["spearman"], nan=-2), -quality[n]["mae"]))
     model = regressions()[best]().fit(xs, ys)
@@ -193,6 +198,10 @@ def report(p, names, target, xs, ys, labels, result, full: list[tuple[str, float
         "| regression | Spearman rank correlation | mean absolute error |", "|---|---|---|",
         *[f"| {name}{' (used)' if name == result['best'] else ''} | {q['spearman']:.3f} | {q['mae']:.4f} |"
           for name, q in result["quality"].items()], "",
+        *([] if result["quality"][result["best"]]["spearman"] > 0 else [
+            "**The fit does not rank unseen runs** (leave-one-out rank correlation <= 0): do not trust the "
+            "proposal. Add proxies (another `search.seed` adds runs), evaluate more rows, or choose a target "
+            "that the proxies' settings can move.", ""]),
         "![observed proxy runs and the predicted target along each weight](mixture-search.png)", "",
     ]
     if full:

@@ -76,7 +76,7 @@ def test_propose_writes_the_report(tmp_path, monkeypatch):
     monkeypatch.setattr(search, "experiments", lambda show: json.loads(json.dumps(rows)))
     search.main(["propose", "--out", "reports"])
     report = (tmp_path / "reports/mixture-search.md").read_text()
-    assert "12 proxy runs" in report and "Spearman rank correlation" in report
+    assert "12 proxy runs" in report and "Spearman rank correlation" in report and "does not rank" not in report
     assert "dvc exp run -S mixture.imdb=" in report
     assert "| 1 | search-full-proposal | 0.9500 |" in report and "| 2 | search-full-03 | 0.6000 |" in report
     assert (tmp_path / "reports/mixture-search.png").read_bytes()[:4] == b"\x89PNG"
