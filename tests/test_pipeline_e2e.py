@@ -228,3 +228,27 @@ def _share_and_pull(project: Path, tmp_path: Path, experiments: list[str]) -> No
         assert "imdb" in pulled[experiments[0]]["metrics"]["metrics/eval/sft.json"]["data"]
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_mixture_search_of_four_proxies(project: Path, tmp_path: Path):
+    """python -m lancy.search sample -> dvc queue start -> propose, on reduced sizes (make test-slow)."""
+    _run(["dvc", "repro"], project)  # the baseline (nothing to do after the test above)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["search"].update(proxies=4, seed=1, proxy={"sft.max_steps": 2, "evaluate.max_rows": 4,
+                                                      "grpo.max_steps": 0})
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _commit(project, "search params")
+    queued = _run([sys.executable, "-m", "lancy.search", "sample"], project)
+    assert queued.count("dvc exp run --queue -n search-proxy-s1-") == 4
+    with open(tmp_path / "queue-start.log", "w") as log:
+        subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=project, env=_env(project), stdout=log,
+                       stderr=subprocess.STDOUT, check=True, timeout=120)
+    assert _queue_done(project).count("search-proxy-s1-") == 4
+    _run(["dvc", "queue", "stop"], project)
+    for n in range(4):
+        assert "pretrain" not in _ran(_run(["dvc", "queue", "logs", f"search-proxy-s1-{n:02d}"], project))
+    _run([sys.executable, "-m", "lancy.search", "propose", "--out", str(tmp_path / "search")], project)
+    report = (tmp_path / "search/mixture-search.md").read_text()
+    assert "4 proxy runs" in report and "Spearman rank correlation" in report and "dvc exp run -S mixture." in report
+    assert (tmp_path / "search/mixture-search.png").read_bytes()[:4] == b"\x89PNG"
