@@ -244,7 +244,8 @@ def test_mixture_search_of_four_proxies(project: Path, tmp_path: Path):
     with open(tmp_path / "queue-start.log", "w") as log:
         subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=project, env=_env(project), stdout=log,
                        stderr=subprocess.STDOUT, check=True, timeout=120)
-    assert _queue_done(project).count("search-proxy-s1-") == 4
+    status = _queue_done(project).splitlines()
+    assert sum("search-proxy-s1-" in line and "Success" in line for line in status) == 4, status
     _run(["dvc", "queue", "stop"], project)
     for n in range(4):
         assert "pretrain" not in _ran(_run(["dvc", "queue", "logs", f"search-proxy-s1-{n:02d}"], project))
