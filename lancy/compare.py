@@ -77,7 +77,7 @@ def varying(rows: list[dict]) -> list[str]:
 def table(rows: list[dict]) -> tuple[list[str], list[list]]:
     """Header and rows: experiment, the varying params, `<model> <dataset> <metric>` scores and perplexities, and
     `SFT share <source>`."""
-    from lancy.evaluation import SCORES
+    from lancy.evaluation import headline
 
     params = varying(rows)
     columns: dict[str, None] = {}
@@ -86,7 +86,7 @@ def table(rows: list[dict]) -> tuple[list[str], list[list]]:
         cells = {}
         for model in MODELS:
             for dataset, result in sorted(row["metrics"].get(f"metrics/eval/{model}.json", {}).items()):
-                key = next((k for k in (*SCORES, "perplexity") if result.get(k) is not None), None)
+                key = headline(result) or ("perplexity" if result.get("perplexity") is not None else None)
                 if key:
                     cells[f"{model} {dataset} {key}"] = result[key]
         sources = row["metrics"].get("metrics/tokenize.json", {}).get("sft", {}).get("sources", {})

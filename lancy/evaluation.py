@@ -90,15 +90,16 @@ def perplexity(model, tokenizer, texts: list[str], batch_size: int) -> dict:
 SCORES = ("accuracy", "exact_match", "pass_at_1", "token_f1")  # each task kind's headline metric, in [0, 1]
 
 
+def headline(result: dict) -> str | None:
+    """The key of a dataset result's headline metric (SCORES), or None (a corpus, or no row with tests)."""
+    return next((key for key in SCORES if result.get(key) is not None), None)
+
+
 def scores(results: dict) -> list[dict]:
     """One row per dataset that has a [0, 1] headline metric (perplexity has its own scale and stays out): the
     data of the per-dataset bar plots that `dvc plots diff` draws across experiments."""
-    rows = []
-    for name, result in sorted(results.items()):
-        key = next((key for key in SCORES if result.get(key) is not None), None)
-        if key:
-            rows.append({"dataset": name, "metric": key, "score": result[key]})
-    return rows
+    return [{"dataset": name, "metric": key, "score": result[key]}
+            for name, result in sorted(results.items()) if (key := headline(result))]
 
 
 def _mean(values) -> float:

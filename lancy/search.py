@@ -85,7 +85,7 @@ def queue_commands(mixtures: list[dict], overrides: dict, names: list[str]) -> l
 def observations(rows: list[dict], names: list[str], model: str, target: list[str], prefix: str):
     """(weights, targets, experiment names) of the finished experiments named `prefix`*: weights normalized over
     `names`, target the mean held-out score of `model` over the `target` datasets."""
-    from lancy.evaluation import SCORES
+    from lancy.evaluation import headline
 
     xs, ys, labels = [], [], []
     for row in rows:
@@ -93,8 +93,7 @@ def observations(rows: list[dict], names: list[str], model: str, target: list[st
             continue
         weights = np.array([float(row["params"].get(f"mixture.{n}", 0.0)) for n in names])
         results = row["metrics"].get(f"metrics/eval/{model}.json", {})
-        scores = [next((results[d][k] for k in SCORES if results.get(d, {}).get(k) is not None), None)
-                  for d in target]
+        scores = [results[d][key] if (key := headline(results.get(d, {}))) else None for d in target]
         if weights.sum() <= 0 or None in scores:
             continue
         xs.append(weights / weights.sum())
