@@ -10,7 +10,9 @@ Sampling (RegMix, Liu et al. 2025): each proxy's weights over the datasets with 
 a draw from Dirichlet(scale x share), with share the current normalized weights and scale log-uniform in
 [0.1, 5] x the number of datasets. Small scales give extreme mixtures; weights are rounded to two decimals,
 so a source can get exactly 0. Every proxy also gets `search.proxy` (fewer SFT/GRPO steps, fewer evaluated
-rows), which must leave pretraining's inputs alone, so all proxies reuse one pretrained model.
+rows), which must leave pretraining's inputs alone, so all proxies reuse one pretrained model. Proxies and
+full-size validation runs run only the stages `evaluate@<search.model>` needs (`dvc exp run <target>`): with
+`search.model: sft` no GRPO runs, and their `dvc exp show` rows keep the baseline's grpo metrics.
 
 Fitting: the target is the mean held-out score (lancy.evaluation.SCORES) of `search.model` over
 `search.target` (datasets may have weight 0: transfer). Two regressions from scikit-learn (ridge on the
@@ -74,9 +76,10 @@ def check_proxy(proxy: dict) -> None:
                              f"(anything else changes pretraining's inputs, and each proxy would pretrain again)")
 
 
-def queue_commands(mixtures: list[dict], overrides: dict, names: list[str]) -> list[list[str]]:
-    """`dvc exp run --queue` commands, one per mixture: its weights and the overrides as -S, named."""
-    return [["dvc", "exp", "run", "--queue", "-n", name,
+def queue_commands(mixtures: list[dict], overrides: dict, names: list[str], model: str) -> list[list[str]]:
+    """`dvc exp run --queue` commands, one per mixture: its weights and the overrides as -S, named. Each runs only
+    what `evaluate@<model>` needs (the search reads nothing else: with model sft, no GRPO and no evaluate@grpo)."""
+    return [["dvc", "exp", "run", "--queue", "-n", name, f"evaluate@{model}",
              *[arg for source, w in m.items() for arg in ("-S", f"mixture.{source}={w}")],
              *[arg for key, value in overrides.items() for arg in ("-S", f"{key}={json.dumps(value)}")]]
             for name, m in zip(names, mixtures, strict=True)]
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "sample":
         mixtures = sample_mixtures(p.mixture, p.search.proxies, p.search.seed)
         names_ = [f"{PROXY_PREFIX}s{p.search.seed}-{i:02d}" for i in range(len(mixtures))]  # a new seed adds runs
-        _queue(queue_commands(mixtures, p.search.proxy, names_), args.dry)
+        _queue(queue_commands(mixtures, p.search.proxy, names_, p.search.model), args.dry)
         print(f"queued {p.search.proxies} proxies; run them with `dvc queue start`, then "
               f"`python -m lancy.search propose`")
         return
@@ -252,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         mixtures += [dict(zip(names, xs[i].round(2).tolist(), strict=True)) for i in picks]
         labels_ = [f"{FULL_PREFIX}s{p.search.seed}-proposal"]
         labels_ += [f"{FULL_PREFIX}{labels[i].removeprefix(PROXY_PREFIX)}" for i in picks]
-        _queue(queue_commands(mixtures, {}, labels_), args.dry)
+        _queue(queue_commands(mixtures, {}, labels_, p.search.model), args.dry)
         return
     fx, fy, flabels = observations(rows, names, p.search.model, target, FULL_PREFIX)
     out = Path(args.out)

@@ -43,9 +43,10 @@ def test_proxy_settings_must_leave_pretraining_alone():
 
 
 def test_queue_commands():
-    (command,) = search.queue_commands([{"imdb": 0.7, "sst2": 0.0}], {"sft.max_steps": 60}, ["search-proxy-00"])
-    assert command == ["dvc", "exp", "run", "--queue", "-n", "search-proxy-00", "-S", "mixture.imdb=0.7",
-                       "-S", "mixture.sst2=0.0", "-S", "sft.max_steps=60"]
+    (command,) = search.queue_commands([{"imdb": 0.7, "sst2": 0.0}], {"sft.max_steps": 60}, ["search-proxy-00"],
+                                       "sft")
+    assert command == ["dvc", "exp", "run", "--queue", "-n", "search-proxy-00", "evaluate@sft",
+                       "-S", "mixture.imdb=0.7", "-S", "mixture.sst2=0.0", "-S", "sft.max_steps=60"]
 
 
 def _row(name, weights, score):
