@@ -8,7 +8,8 @@ defined, and reports how many tests passed out of how many ran.
 
 What the child process gets, between fork and exec (`_confine`):
 - Its own network namespace (no interface up) where the kernel allows it: as root, or inside a new user
-  namespace as a regular user.
+  namespace as a regular user holding no capabilities (a user namespace would drop capabilities it may
+  need, e.g. to read a root-owned interpreter).
 - As root: user and group nobody (65534) with no capabilities; when nobody cannot read the interpreter
   (e.g. pyenv under /root) it keeps one, reading any file (CAP_DAC_READ_SEARCH), while writing, signalling
   other users' processes and going past the process limit stay refused by the kernel.
@@ -48,7 +49,8 @@ What it does NOT protect against (it is not a container, VM or seccomp jail):
   space, CPU for the whole timeout); listing directories and `os.stat` outside the folder.
 - Libraries that need ctypes (e.g. torch) cannot be imported; tests that write to fixed paths outside
   the folder (e.g. /tmp/x) fail.
-- As a regular user without user namespaces: no network namespace (the audit hook alone refuses sockets).
+- As a regular user without user namespaces, or one holding capabilities: no network namespace (the audit
+  hook alone refuses sockets).
 Run GRPO with code rewards inside a container or VM that holds no credentials when the policy is untrusted.
 """
 import ctypes
@@ -250,7 +252,8 @@ def run_tests(solution: str, tests: str, timeout: float = 10.0, memory_mb: int =
                 child = subprocess.Popen(
                     [sys.executable, "-I", "-B", "-c", HARNESS], cwd=folder, env=env, stdin=subprocess.PIPE,
                     stdout=out, stderr=out, start_new_session=True,
-                    preexec_fn=functools.partial(_confine, int(timeout) + 1, memory_mb << 20, _needs_read_capability()),
+                    preexec_fn=functools.partial(_confine, int(timeout) + 1, memory_mb << 20, _needs_read_capability(),
+                                                 _holds_capabilities()),
                 )
             except subprocess.SubprocessError as error:
                 raise LancyError(f"the code sandbox could not confine its process ({error}: as root it needs to "
@@ -285,12 +288,12 @@ _READ = 1 << _CAP_DAC_READ_SEARCH
 _CAPS = (_CapHeader(0x20080522, 0), (_CapData * 2)(_CapData(_READ, _READ, _READ), _CapData(0, 0, 0)))
 
 
-def _confine(cpu_seconds: int, memory_bytes: int, read_everything: bool) -> None:
+def _confine(cpu_seconds: int, memory_bytes: int, read_everything: bool, capabilities: bool) -> None:
     """In the child before exec: its own network, the nobody user when root, no new privileges, limits."""
     if os.getuid() == 0:
         _libc.unshare(_CLONE_NEWNET)  # fails without CAP_SYS_ADMIN (e.g. Docker): the audit hook still refuses sockets
-        _become_nobody(read_everything)
-    else:
+        switch_user(NOBODY, read_everything)
+    elif not capabilities:
         _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET)  # where unprivileged user namespaces are allowed
     _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     for limit, value in ((resource.RLIMIT_CPU, cpu_seconds), (resource.RLIMIT_AS, memory_bytes),
@@ -301,16 +304,23 @@ def _confine(cpu_seconds: int, memory_bytes: int, read_everything: bool) -> None
         resource.setrlimit(limit, (value, value))
 
 
-def _become_nobody(read_everything: bool) -> None:
-    """setuid to nobody; keeping only CAP_DAC_READ_SEARCH across exec when nobody cannot read the interpreter."""
+def switch_user(uid: int, read_everything: bool) -> None:
+    """setuid to `uid` (with its group, no others); keeping only CAP_DAC_READ_SEARCH across exec when that user
+    cannot read the interpreter. The tests also start pytest itself as a regular user this way."""
     if read_everything and _libc.prctl(_PR_SET_KEEPCAPS, 1, 0, 0, 0):
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_KEEPCAPS)")
     os.setgroups([])
-    os.setgid(NOBODY)
-    os.setuid(NOBODY)
+    os.setgid(uid)
+    os.setuid(uid)
     if read_everything and (_libc.capset(ctypes.byref(_CAPS[0]), _CAPS[1])
                             or _libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, _CAP_DAC_READ_SEARCH, 0, 0)):
         raise OSError(ctypes.get_errno(), "capset(CAP_DAC_READ_SEARCH)")
+
+
+def _holds_capabilities() -> bool:
+    """Whether this process has effective capabilities (/proc/self/status CapEff)."""
+    with open("/proc/self/status") as status:
+        return int(next(line.split()[1] for line in status if line.startswith("CapEff")), 16) != 0
 
 
 @functools.cache
@@ -320,7 +330,7 @@ def _needs_read_capability() -> bool:
         return False
     try:
         probe = subprocess.run([sys.executable, "-I", "-c", "import encodings"], capture_output=True, timeout=30,
-                               preexec_fn=functools.partial(_become_nobody, False), cwd="/")
+                               preexec_fn=functools.partial(switch_user, NOBODY, False), cwd="/")
     except (OSError, subprocess.SubprocessError):
         return True
     return probe.returncode != 0

@@ -104,26 +104,35 @@ def test_4bit_weights_count_as_many_parameters_as_full_precision(folders):
 
 
 def test_bitsandbytes_is_loaded_only_to_quantize(folders, tmp_path):
-    """peft imports bitsandbytes eagerly (seconds, and a CPU kernels warning): training without LoRA and
-    quantization never loads it (the 4-bit and QLoRA tests load it in this process, after the hook)."""
+    """peft, LoRA's layer dispatch and TRL's GRPOTrainer import bitsandbytes whenever it is installed (seconds, and
+    a CPU kernels warning): every stage, with and without LoRA, trains without loading it, and quantized
+    loading still gets it (the 4-bit and QLoRA tests load it in this process, after the hook)."""
     import subprocess
     import sys
 
     script = f"""
 import sys
-import stages.pretrain, stages.sft
+import stages.pretrain, stages.sft, stages.grpo, stages.evaluate
 from datasets import Dataset
 from transformers import Trainer, TrainingArguments
-from lancy.models import load_model
-model = load_model({str(folders["llama"])!r})
+from lancy.models import apply_lora, load_model
+from lancy.params import Lora
+model = apply_lora(load_model({str(folders["llama"])!r}), Lora(enabled=True, r=4, alpha=8))
 rows = Dataset.from_list([{{"input_ids": list(range(5, 21)), "labels": list(range(5, 21))}}] * 2)
 args = TrainingArguments(output_dir={str(tmp_path)!r}, max_steps=1, use_cpu=True, report_to="none",
                          save_strategy="no", per_device_train_batch_size=2)
 Trainer(model=model, args=args, train_dataset=rows).train()
+model.merge_and_unload()
 assert "bitsandbytes" not in sys.modules, "bitsandbytes loaded without quantization"
+import peft.tuners.lora.model as lora
+from lancy.models import load_model
+quantized = apply_lora(load_model({str(folders["llama"])!r}, quantize="4bit"), Lora(enabled=True, r=4, alpha=8))
+assert "bitsandbytes" in sys.modules and lora.is_bnb_4bit_available()
+assert type(quantized.base_model.model.model.layers[0].mlp.up_proj).__name__ == "Linear4bit", quantized
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "gemm_4bit" not in result.stderr.split("Linear4bit")[0]
 
 
 def test_dense_model_and_memory_estimate(folders):

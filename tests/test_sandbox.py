@@ -1,13 +1,19 @@
 """lancy.sandbox: a completion runs against its unit tests in a restricted process; the score cannot be forged by
 printing, and escape attempts fail without a trace (no marker file, no secret printed, the parent alive)."""
+import functools
 import os
 import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
+from lancy import sandbox
 from lancy.errors import LancyError
 from lancy.sandbox import run_tests
 
@@ -209,9 +215,30 @@ def test_root_runs_the_code_as_nobody_in_its_own_network_namespace():
     assert not admin or "interfaces ['lo']" in run.output
 
 
-def test_a_process_that_cannot_be_confined_is_a_clear_error(monkeypatch):
-    from lancy import sandbox
+REGULAR_USER = 4242  # no passwd entry needed: a uid of its own, so RLIMIT_NPROC counts only this test's processes
 
+
+@pytest.mark.skipif(os.getuid() != 0, reason="starting a process as another user needs root")
+def test_every_sandbox_test_also_passes_for_a_regular_user():
+    """The regular user's path of the sandbox (a user namespace where allowed, no switch to nobody, RLIMIT_NPROC
+    over all of the user's processes): this whole file, run by pytest as uid 4242. Where that user cannot read
+    the interpreter (pyenv under /root) it keeps CAP_DAC_READ_SEARCH, as the sandbox does for nobody, and so
+    does the sandboxed process: reads outside the folder are then refused by the audit hook alone."""
+    home = tempfile.mkdtemp(prefix="lancy-regular-user-")
+    try:
+        os.chown(home, REGULAR_USER, REGULAR_USER)
+        env = {**os.environ, "HOME": home, "HF_HOME": f"{home}/hf", "PYTHONDONTWRITEBYTECODE": "1"}
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", f"{home}/t", __file__],
+            cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True, timeout=900,
+            preexec_fn=functools.partial(sandbox.switch_user, REGULAR_USER, sandbox._needs_read_capability()))
+    finally:
+        subprocess.run(["rm", "-rf", home], check=False)
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert result.returncode == 0 and " passed" in summary and "failed" not in summary, result.stdout[-3000:]
+
+
+def test_a_process_that_cannot_be_confined_is_a_clear_error(monkeypatch):
     def fail(*args):
         raise OSError("no")
 
