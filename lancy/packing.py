@@ -4,8 +4,10 @@ With `tokenize.packing: false` every document or example is a row of its own ins
 
 Pretraining: documents are concatenated (EOS between them) and cut into `max_length` blocks.
 SFT: each prompt + completion is one example with loss on the completion only; examples are packed
-best-fit-decreasing (TRL's `pack_dataset`) into `max_length` bins whose position_ids restart at every
-example.
+best-fit-decreasing into `max_length` bins whose position_ids restart at every example. `best_fit_decreasing`
+makes exactly the bins of TRL's `pack_dataset(strategy="bfd")` (tests/test_packing.py compares them), without
+importing TRL, whose data module loads torch and transformers' model code: ten seconds of every tokenize run
+on 2 CPU cores.
 
 Keeping packed examples apart depends on the attention implementation (`packed_collator` picks the collator):
 - sdpa and eager: with no attention mask, transformers turns restarting position_ids into a block-diagonal
@@ -17,6 +19,8 @@ Keeping packed examples apart depends on the attention implementation (`packed_c
   examples side by side in one padding-free row with the `cu_seq_lens_q/k` boundaries flash attention uses.
 tests/test_packing.py checks the logits of both against each example run alone.
 """
+from bisect import bisect_left, insort
+from collections import defaultdict, deque
 from itertools import pairwise
 
 import numpy as np
@@ -149,9 +153,9 @@ def fit_prompts(batch: dict, tokenizer, max_length: int) -> dict:
 
 
 def pack_sft(examples, max_length: int, num_proc: int = 1):
-    """Best-fit-decreasing packing (TRL's `pack_dataset`) into bins of max_length, with position_ids restarting
-    per example, over ranges of PACK_EXAMPLES examples: the same for any num_proc, bounded memory per process,
-    and one part-empty bin per range at most."""
+    """Best-fit-decreasing packing into bins of max_length (examples longer than that are truncated), with
+    position_ids restarting per example, over ranges of PACK_EXAMPLES examples: the same for any num_proc,
+    bounded memory per process, and one part-empty bin per range at most."""
     from lancy.tables import map_ranges
 
     return map_ranges(len(examples), PACK_EXAMPLES, _pack_range, num_proc,
@@ -159,15 +163,48 @@ def pack_sft(examples, max_length: int, num_proc: int = 1):
                       examples=examples.select_columns(["input_ids", "labels"]), max_length=max_length)
 
 
-def _pack_range(start: int, stop: int, examples, max_length: int) -> dict:
-    from datasets import Dataset
-    from trl import pack_dataset
+def best_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Bins of example indices: longest first (ties in index order), each into the open bin with the least room
+    that fits it, the earliest opened of those, else a new bin; empty examples are dropped, longer ones count
+    as `capacity`. The bins and their order are those of TRL's `pack_dataset(strategy="bfd")`."""
+    order = sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: -min(lengths[i], capacity))
+    rooms: list[int] = []  # the free room of open bins, sorted, each value once
+    bins_with_room: dict[int, deque] = defaultdict(deque)
+    bins: list[list[int]] = []
+    for i in order:
+        length = min(lengths[i], capacity)
+        k = bisect_left(rooms, length)
+        if k < len(rooms):
+            room = rooms[k]
+            chosen = bins_with_room[room].popleft()
+            if not bins_with_room[room]:
+                del rooms[k]
+        else:
+            room, chosen = capacity, []
+            bins.append(chosen)
+        chosen.append(i)
+        room -= length
+        if room > 0:
+            if not bins_with_room[room]:
+                insort(rooms, room)
+            bins_with_room[room].append(chosen)
+    return bins
 
-    chunk = Dataset.from_dict(examples[start:stop], features=examples.features)
-    packed = pack_dataset(chunk, max_length, strategy="bfd", map_kwargs={"batch_size": len(chunk)})
-    rows = packed[:]
-    return {"input_ids": rows["input_ids"], "labels": rows["labels"],
-            "position_ids": _position_ids(rows["seq_lengths"])}
+
+def _pack_range(start: int, stop: int, examples, max_length: int) -> dict:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = examples.with_format("arrow")[start:stop]
+    lengths = np.minimum(pc.list_value_length(table["input_ids"]).to_numpy(zero_copy_only=False), max_length)
+    bins = best_fit_decreasing(lengths.tolist(), max_length)
+    if not bins:  # only empty examples
+        return {"input_ids": [], "labels": [], "position_ids": []}
+    order = pa.array([i for chosen in bins for i in chosen], pa.int64())
+    ends = np.cumsum([lengths[chosen].sum() for chosen in bins])[:-1]
+    packed = {name: np.split(pc.list_flatten(pc.list_slice(table[name], 0, max_length).take(order)).to_numpy(), ends)
+              for name in ("input_ids", "labels")}
+    return {**packed, "position_ids": _position_ids([lengths[chosen] for chosen in bins])}
 
 
 def _position_ids(seq_lengths: list[list[int]]) -> list[np.ndarray]:

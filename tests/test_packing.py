@@ -20,6 +20,7 @@ from lancy.packing import (
     IGNORE,
     FlattenedCollator,
     PackedCollator,
+    _position_ids,
     document_rows,
     pack_blocks,
     pack_sft,
@@ -203,6 +204,22 @@ def test_pack_sft_positions_restart_and_labels_align(numbered):
             k, j = divmod(token, 1000)
             assert position == j  # position 0 exactly where an example starts
             assert label == (IGNORE if j < prompt_len[k] else token)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pack_sft_makes_the_bins_of_trl_pack_dataset(seed):
+    """lancy's best-fit-decreasing gives exactly TRL's `pack_dataset(strategy="bfd")` rows: the same examples in
+    the same bins and order, truncated the same way, empty examples dropped (many equal lengths: the ties)."""
+    from trl import pack_dataset
+
+    rng = random.Random(seed)
+    lengths = [rng.choice([0, 1, 7, 7, 7, 20, 33, 64, 70, rng.randrange(1, 90)]) for _ in range(300)]
+    examples = _numbered_examples(lengths, [min(2, n) for n in lengths])
+    ours = pack_sft(Dataset.from_list(examples), max_length=64).to_list()
+    theirs = pack_dataset(Dataset.from_list(examples), 64, strategy="bfd", map_kwargs={"batch_size": 300})
+    assert [row["input_ids"] for row in ours] == theirs["input_ids"]
+    assert [row["labels"] for row in ours] == theirs["labels"]
+    assert [row["position_ids"] for row in ours] == [list(p) for p in _position_ids(theirs["seq_lengths"])]
 
 
 def test_pack_sft_is_efficient_for_many_short_examples():
