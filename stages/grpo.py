@@ -1,6 +1,6 @@
 """grpo: TRL's GRPOTrainer on models/sft, rewarded per task (label, final number, F1, code's unit tests).
 
-`grpo.max_steps: 0` skips it: the SFT model passes through (mixture-search proxies use that).
+`grpo.max_steps: 0` skips it: the SFT model passes through.
 
 Writes models/grpo/, metrics/grpo/ (DVCLive) and logs/grpo/ (TensorBoard).
 """
