@@ -181,7 +181,8 @@ def plot(names, xs, ys, result, path: Path, target_label: str) -> None:
     plt.close(figure)
 
 
-def report(p, names, target, xs, ys, labels, result, full: list[tuple[str, float]], out: Path) -> str:
+def report(p, names, target, xs, ys, labels, result, full: tuple, baseline: tuple) -> str:
+    """The markdown report; `full` and `baseline`: observations() of the full-size runs and the baseline commit."""
     weights = " ".join(f"-S mixture.{n}={w:g}" for n, w in zip(names, result["proposal"], strict=True))
     target = f"mean held-out score of {p.search.model} on {', '.join(target)}"
     lines = [
@@ -204,12 +205,21 @@ def report(p, names, target, xs, ys, labels, result, full: list[tuple[str, float
             "that the proxies' settings can move.", ""]),
         "![observed proxy runs and the predicted target along each weight](mixture-search.png)", "",
     ]
-    if full:
-        ranked = sorted(full, key=lambda item: -item[1])
+    runs = list(zip(full[2], full[0], full[1], strict=True))
+    if len(baseline[1]):
+        runs.append(("baseline (params.yaml)", baseline[0][0], baseline[1][0]))
+    if full[2]:
+        at_proxy_size = dict(zip(labels, (f"{y:.4f}" for y in ys), strict=True))
+        at_proxy_size |= {label: f"{result['predicted']:.4f} (predicted)" for label in full[2]
+                          if label.endswith("-proposal")}
         lines += ["## At full size", "",
-                  "Does the proxies' ranking carry over (RegMix's premise)? The proposal among full-size runs of "
-                  "sampled mixtures:", "", "| rank | experiment | target |", "|---|---|---|",
-                  *[f"| {i + 1} | {name} | {value:.4f} |" for i, (name, value) in enumerate(ranked)], ""]
+                  "Does the proxies' ranking carry over (RegMix's premise)? The proposal, full-size runs of sampled "
+                  "mixtures and the baseline, by full-size target:", "",
+                  "| rank | run | " + " | ".join(names) + " | full-size target | at proxy size |",
+                  "|" + "---|" * (len(names) + 4),
+                  *[f"| {i + 1} | {label} | " + " | ".join(f"{w:.2f}" for w in x) + f" | {y:.4f} | "
+                    f"{at_proxy_size.get(label.replace(FULL_PREFIX, PROXY_PREFIX), at_proxy_size.get(label, ''))} |"
+                    for i, (label, x, y) in enumerate(sorted(runs, key=lambda run: -run[2]))], ""]
     lines += ["## Proxy runs", "", "| experiment | " + " | ".join(names) + " | target |",
               "|" + "---|" * (len(names) + 2),
               *[f"| {label} | " + " | ".join(f"{w:.2f}" for w in x) + f" | {y:.4f} |"
@@ -257,11 +267,12 @@ def main(argv: list[str] | None = None) -> None:
         labels_ += [f"{FULL_PREFIX}{labels[i].removeprefix(PROXY_PREFIX)}" for i in picks]
         _queue(queue_commands(mixtures, {}, labels_, p.search.model), args.dry)
         return
-    fx, fy, flabels = observations(rows, names, p.search.model, target, FULL_PREFIX)
+    full = observations(rows, names, p.search.model, target, FULL_PREFIX)
+    baseline = observations(rows[:1], names, p.search.model, target, "")  # the commit: params.yaml's mixture
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot(names, xs, ys, result, out / "mixture-search.png", f"{p.search.model} on {'+'.join(target)}")
-    text = report(p, names, target, xs, ys, labels, result, list(zip(flabels, fy.tolist(), strict=True)), out)
+    text = report(p, names, target, xs, ys, labels, result, full, baseline)
     (out / "mixture-search.md").write_text(text)
     print(text)
 

@@ -63,7 +63,7 @@ def test_observations_normalize_weights_and_average_the_target():
 def test_propose_writes_the_report(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     names = ["imdb", "sst2", "gsm8k"]
-    rows = []
+    rows = [_row("main", {"imdb": 0.4, "sst2": 0.4, "gsm8k": 0.2}, 0.8)]  # the baseline commit comes first
     for i, x in enumerate(rng.dirichlet(np.ones(3), 12)):
         rows.append(_row(f"search-proxy-{i:02d}", dict(zip(names, x.round(2), strict=True)),
                          float(0.9 - ((x - OPTIMUM) ** 2).sum())))
@@ -79,5 +79,10 @@ def test_propose_writes_the_report(tmp_path, monkeypatch):
     report = (tmp_path / "reports/mixture-search.md").read_text()
     assert "12 proxy runs" in report and "Spearman rank correlation" in report and "does not rank" not in report
     assert "dvc exp run -S mixture.imdb=" in report
-    assert "| 1 | search-full-proposal | 0.9500 |" in report and "| 2 | search-full-03 | 0.6000 |" in report
+    proxy_03 = next(row for row in rows if row["name"] == "search-proxy-03")["metrics"]["metrics/eval/sft.json"]
+    ranking = report[report.index("## At full size"):report.index("## Proxy runs")].splitlines()
+    assert ranking[6].startswith("| 1 | search-full-proposal | ") and ranking[6].endswith(" (predicted) |")
+    assert "| 0.9500 | " in ranking[6]
+    assert ranking[7] == "| 2 | baseline (params.yaml) | 0.40 | 0.40 | 0.20 | 0.8000 |  |"
+    assert ranking[8] == f"| 3 | search-full-03 | 0.10 | 0.10 | 0.80 | 0.6000 | {proxy_03['imdb']['accuracy']:.4f} |"
     assert (tmp_path / "reports/mixture-search.png").read_bytes()[:4] == b"\x89PNG"
