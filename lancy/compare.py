@@ -33,8 +33,8 @@ def exp_show() -> list[dict]:
 
 def experiments(show: list[dict], names: list[str] | None = None) -> list[dict]:
     """The baseline commit and its finished experiments from `dvc exp show --json`, as flat rows:
-    {"name", "rev", "params": {"mixture.imdb": 0.4, ...}, "metrics": {path: data}}. Queued, running and
-    failed experiments are left out; `names` (experiment names or revision prefixes) selects."""
+    {"name", "rev", "baseline" (the commit itself), "params": {"mixture.imdb": 0.4, ...}, "metrics": {path: data}}.
+    Queued, running and failed experiments are left out; `names` (experiment names or revision prefixes) selects."""
     rows = []
     for commit in show:
         if commit["rev"] == "workspace":
@@ -47,6 +47,7 @@ def experiments(show: list[dict], names: list[str] | None = None) -> list[dict]:
             if state.get("error") or not data.get("metrics"):
                 continue
             rows.append({"name": state.get("name") or state["rev"][:7], "rev": state["rev"],
+                         "baseline": state is commit,
                          "params": _flat({path: file.get("data", {}) for path, file in data["params"].items()}
                                          .get("params.yaml", {})),
                          "metrics": {path: file.get("data", {}) for path, file in data["metrics"].items()}})

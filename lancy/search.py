@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         _queue(queue_commands(mixtures, {}, labels_, p.search.model), args.dry)
         return
     full = observations(rows, names, p.search.model, target, FULL_PREFIX)
-    baseline = observations(rows[:1], names, p.search.model, target, "")  # the commit: params.yaml's mixture
+    baseline = observations([row for row in rows if row["baseline"]][:1], names, p.search.model, target, "")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot(names, xs, ys, result, out / "mixture-search.png", f"{p.search.model} on {'+'.join(target)}")

@@ -50,7 +50,7 @@ def test_queue_commands():
 
 
 def _row(name, weights, score):
-    return {"name": name, "rev": name, "params": {f"mixture.{n}": w for n, w in weights.items()},
+    return {"name": name, "rev": name, "baseline": False, "params": {f"mixture.{n}": w for n, w in weights.items()},
             "metrics": {"metrics/eval/sft.json": {n: {"accuracy": score, "rows": 10} for n in ("imdb", "sst2")}}}
 
 
@@ -63,7 +63,7 @@ def test_observations_normalize_weights_and_average_the_target():
 def test_propose_writes_the_report(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     names = ["imdb", "sst2", "gsm8k"]
-    rows = [_row("main", {"imdb": 0.4, "sst2": 0.4, "gsm8k": 0.2}, 0.8)]  # the baseline commit comes first
+    rows = [{**_row("main", {"imdb": 0.4, "sst2": 0.4, "gsm8k": 0.2}, 0.8), "baseline": True}]
     for i, x in enumerate(rng.dirichlet(np.ones(3), 12)):
         rows.append(_row(f"search-proxy-{i:02d}", dict(zip(names, x.round(2), strict=True)),
                          float(0.9 - ((x - OPTIMUM) ** 2).sum())))
