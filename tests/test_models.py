@@ -125,7 +125,6 @@ Trainer(model=model, args=args, train_dataset=rows).train()
 model.merge_and_unload()
 assert "bitsandbytes" not in sys.modules, "bitsandbytes loaded without quantization"
 import peft.tuners.lora.model as lora
-from lancy.models import load_model
 quantized = apply_lora(load_model({str(folders["llama"])!r}, quantize="4bit"), Lora(enabled=True, r=4, alpha=8))
 assert "bitsandbytes" in sys.modules and lora.is_bnb_4bit_available()
 assert type(quantized.base_model.model.model.layers[0].mlp.up_proj).__name__ == "Linear4bit", quantized
