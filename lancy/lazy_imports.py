@@ -38,7 +38,7 @@ class _WithoutBitsandbytes:
         self.loader = loader
 
     def find_spec(self, name, path=None, target=None):
-        if self.loader is not None or name not in DEFERRED or name in sys.modules:
+        if name not in DEFERRED or name in sys.modules:
             return None
         from importlib.machinery import PathFinder
 

@@ -201,10 +201,11 @@ def _pack_range(start: int, stop: int, examples, max_length: int) -> dict:
     if not bins:  # only empty examples
         return {"input_ids": [], "labels": [], "position_ids": []}
     order = pa.array([i for chosen in bins for i in chosen], pa.int64())
-    ends = np.cumsum([lengths[chosen].sum() for chosen in bins])[:-1]
+    bin_lengths = [lengths[chosen] for chosen in bins]
+    ends = np.cumsum([row.sum() for row in bin_lengths])[:-1]
     packed = {name: np.split(pc.list_flatten(pc.list_slice(table[name], 0, max_length).take(order)).to_numpy(), ends)
               for name in ("input_ids", "labels")}
-    return {**packed, "position_ids": _position_ids([lengths[chosen] for chosen in bins])}
+    return {**packed, "position_ids": _position_ids(bin_lengths)}
 
 
 def _position_ids(seq_lengths: list[list[int]]) -> list[np.ndarray]:

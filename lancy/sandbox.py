@@ -317,6 +317,7 @@ def switch_user(uid: int, read_everything: bool) -> None:
         raise OSError(ctypes.get_errno(), "capset(CAP_DAC_READ_SEARCH)")
 
 
+@functools.cache
 def _holds_capabilities() -> bool:
     """Whether this process has effective capabilities (/proc/self/status CapEff)."""
     with open("/proc/self/status") as status:

@@ -135,10 +135,11 @@ def fit(xs: np.ndarray, ys: np.ndarray, seed: int = 0) -> dict:
 
     from sklearn.exceptions import ConvergenceWarning
 
-    warnings.filterwarnings("ignore", category=ConvergenceWarning)  # kernel bounds reached on a handful of points
-    quality = {name: leave_one_out(make, xs, ys) for name, make in regressions().items()}
-    best = max(quality, key=lambda n: (np.nan_to_num(quality[n]["spearman"], nan=-2), -quality[n]["mae"]))
-    model = regressions()[best]().fit(xs, ys)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # kernel bounds reached on a handful of points
+        quality = {name: leave_one_out(make, xs, ys) for name, make in regressions().items()}
+        best = max(quality, key=lambda n: (np.nan_to_num(quality[n]["spearman"], nan=-2), -quality[n]["mae"]))
+        model = regressions()[best]().fit(xs, ys)
     points = np.random.default_rng(seed).dirichlet(np.ones(xs.shape[1]), SIMPLEX_POINTS)
     predicted = model.predict(points)
     top = points[np.argsort(predicted)[-TOP_K:]].mean(axis=0)
@@ -208,17 +209,23 @@ def report(p, names, target, xs, ys, labels, result, full: tuple, baseline: tupl
     runs = list(zip(full[2], full[0], full[1], strict=True))
     if len(baseline[1]):
         runs.append(("baseline (params.yaml)", baseline[0][0], baseline[1][0]))
+    proxy_targets = dict(zip(labels, ys, strict=True))
+
+    def at_proxy_size(label: str) -> str:
+        """A full-size run's proxy target; the prediction, for the proposal; nothing for the baseline."""
+        if label.endswith("-proposal"):
+            return f"{result['predicted']:.4f} (predicted)"
+        proxy = proxy_targets.get(label.replace(FULL_PREFIX, PROXY_PREFIX))
+        return "" if proxy is None else f"{proxy:.4f}"
+
     if full[2]:
-        at_proxy_size = dict(zip(labels, (f"{y:.4f}" for y in ys), strict=True))
-        at_proxy_size |= {label: f"{result['predicted']:.4f} (predicted)" for label in full[2]
-                          if label.endswith("-proposal")}
         lines += ["## At full size", "",
                   "Does the proxies' ranking carry over (RegMix's premise)? The proposal, full-size runs of sampled "
                   "mixtures and the baseline, by full-size target:", "",
                   "| rank | run | " + " | ".join(names) + " | full-size target | at proxy size |",
                   "|" + "---|" * (len(names) + 4),
                   *[f"| {i + 1} | {label} | " + " | ".join(f"{w:.2f}" for w in x) + f" | {y:.4f} | "
-                    f"{at_proxy_size.get(label.replace(FULL_PREFIX, PROXY_PREFIX), at_proxy_size.get(label, ''))} |"
+                    f"{at_proxy_size(label)} |"
                     for i, (label, x, y) in enumerate(sorted(runs, key=lambda run: -run[2]))], ""]
     lines += ["## Proxy runs", "", "| experiment | " + " | ".join(names) + " | target |",
               "|" + "---|" * (len(names) + 2),
