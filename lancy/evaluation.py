@@ -5,13 +5,18 @@ option letters; anything else is invalid and counts as wrong. Math: exact match 
 the exact answer). QA and instructions: token F1. Code: pass@1, the share of rows (those with unit tests)
 whose greedy completion passes all of them in lancy.sandbox, and the share that compiles and does something
 (empty or `pass`-only code does not count). Corpus text: perplexity.
+
+Every task dataset also gets its answer loss: the mean negative log-likelihood per token of the reference
+completion (and EOS) given the prompt, teacher-forced, as SFT trains it. It needs no generation, and it moves
+smoothly with training where an accuracy jumps: the mixture search's default target (lancy.search).
 """
 import math
 
 import torch
+import torch.nn.functional as F
 
 from lancy.answers import math_correct, parse_label, substantive_code, token_f1
-from lancy.packing import fit_prompt
+from lancy.packing import IGNORE, encode_sft, fit_prompt, seq2seq_examples
 from lancy.sandbox import run_tests
 
 
@@ -36,6 +41,46 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
             generated = generated[:, batch["input_ids"].shape[1]:]
         outputs += tokenizer.batch_decode(generated, skip_special_tokens=True)
     return outputs
+
+
+def _context(model) -> int:
+    """Tokens a forward pass may hold: the model's positions, at most 1024 (as for perplexity)."""
+    context = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    return min(context or 1024, 1024)
+
+
+def _token_losses(model, input_ids, attention_mask, labels) -> tuple[float, int]:
+    """Summed cross-entropy and token count over the labels that are not IGNORE. From the logits, not the model's
+    `loss`: a mixture of experts adds its router's balancing loss to that one."""
+    if model.config.is_encoder_decoder:  # labels give the decoder its (shifted) inputs; logits align with them
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).logits
+    else:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
+        labels = labels[:, 1:]
+    loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum")
+    return loss.item(), int((labels != IGNORE).sum())
+
+
+@torch.no_grad()
+def answer_loss(model, tokenizer, records: list[dict], batch_size: int) -> float | None:
+    """Mean loss per token of the rows' reference completions + EOS given their prompts, cut the way SFT examples
+    are (lancy.packing) to the model's context; None when no row has a completion."""
+    records = [r for r in records if r.get("completion")]
+    if not records:
+        return None
+    make = seq2seq_examples if model.config.is_encoder_decoder else encode_sft
+    examples = make({"prompt": [r["prompt"] for r in records], "completion": [r["completion"] for r in records]},
+                    tokenizer, _context(model))
+    tokenizer.padding_side = "right"
+    total, count = 0.0, 0
+    for start in range(0, len(records), batch_size):
+        ids, labels = (examples[key][start : start + batch_size] for key in ("input_ids", "labels"))
+        batch = tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(model.device)
+        width = max(map(len, labels))
+        labels = torch.tensor([row + [IGNORE] * (width - len(row)) for row in labels], device=model.device)
+        loss, tokens = _token_losses(model, batch["input_ids"], batch["attention_mask"], labels)
+        total, count = total + loss, count + tokens
+    return total / max(1, count)
 
 
 def label_tokens(tokenizer, labels: list[str]) -> int:
@@ -75,16 +120,18 @@ def perplexity(model, tokenizer, texts: list[str], batch_size: int) -> dict:
     """Perplexity of texts joined with EOS, over full windows of the model's context (at most 1024 tokens)."""
     if model.config.is_encoder_decoder:  # its loss needs a source and a target: no plain-text perplexity
         return {"perplexity": None, "tokens": 0}
-    window = min(getattr(model.config, "max_position_embeddings", 1024), 1024)
+    window = _context(model)
     ids = [t for ids in tokenizer(texts, add_special_tokens=False)["input_ids"] for t in [*ids, tokenizer.eos_token_id]]
     if len(ids) < 2:
         return {"perplexity": None, "tokens": 0}
     n = max(1, len(ids) // window)
     windows = torch.tensor(ids[: n * window]).view(n, -1)
-    total = 0.0
+    total, count = 0.0, 0
     for batch in windows.split(batch_size):
-        total += model(input_ids=batch.to(model.device), labels=batch.to(model.device)).loss.item() * len(batch)
-    return {"perplexity": math.exp(total / n), "tokens": int(windows.numel())}
+        batch = batch.to(model.device)
+        loss, tokens = _token_losses(model, batch, torch.ones_like(batch), batch)
+        total, count = total + loss, count + tokens
+    return {"perplexity": math.exp(total / count), "tokens": int(windows.numel())}
 
 
 SCORES = ("accuracy", "exact_match", "pass_at_1", "token_f1")  # each task kind's headline metric, in [0, 1]

@@ -17,6 +17,7 @@ from lancy.errors import LancyError
 
 DATA_SOURCES = ("embedded", "hub", "local")
 ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
+SEARCH_METRICS = ("loss", "score")  # the mixture search's target: mean answer loss or mean headline score
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
 
@@ -134,6 +135,7 @@ class Evaluate:
     max_rows: int = 200  # held-out rows evaluated per dataset
     batch_size: int = 32
     max_new_tokens: int = 64  # for math; classification uses the longest label's token count
+    generate: bool = True  # false: no generation, only answer losses and perplexity (mixture-search proxies)
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,8 @@ class Search:
 
     proxies: int = 16  # proxy experiments sampled
     seed: int = 0
-    model: str = "sft"  # whose held-out scores make the target: pretrain, sft or grpo
+    model: str = "sft"  # whose held-out results make the target: pretrain, sft or grpo
+    metric: str = "loss"  # loss: mean answer loss (lower is better) | score: mean headline score (higher is better)
     target: list[str] = field(default_factory=list)  # datasets averaged into the target; []: those searched
     proxy: dict[str, object] = field(default_factory=dict)  # params key -> value for every proxy run
 
@@ -285,6 +288,9 @@ def validate(params: Params) -> None:
         raise LancyError("params key `tokenize.tokenizer_sample_chars` must be > 0")
     if params.search.model not in ("pretrain", "sft", "grpo"):
         raise LancyError(f"params key `search.model` must be pretrain, sft or grpo, got {params.search.model!r}")
+    if params.search.metric not in SEARCH_METRICS:
+        raise LancyError(f"params key `search.metric` must be {' or '.join(SEARCH_METRICS)}, "
+                         f"got {params.search.metric!r}")
     if params.search.proxies < 4:
         raise LancyError("params key `search.proxies` must be >= 4: the fit needs at least four runs")
 

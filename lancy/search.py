@@ -14,8 +14,12 @@ rows), which must leave pretraining's inputs alone, so all proxies reuse one pre
 full-size validation runs run only the stages `evaluate@<search.model>` needs (`dvc exp run <target>`): with
 `search.model: sft` no GRPO runs, and their `dvc exp show` rows keep the baseline's grpo metrics.
 
-Fitting: the target is the mean held-out score (lancy.evaluation.SCORES) of `search.model` over
-`search.target` (datasets may have weight 0: transfer). Two regressions from scikit-learn (ridge on the
+Fitting: the target is a mean over the `search.target` datasets (they may have weight 0: transfer) of
+`search.model`'s held-out results: with `search.metric: loss` (the default) their answer loss, the reference
+completion's loss per token (lancy.evaluation.answer_loss; lower is better), as RegMix fits a validation loss;
+with `search.metric: score` their headline score (lancy.evaluation.SCORES; higher is better). The loss needs no
+generation, so proxies skip it (`evaluate.generate: false` in `search.proxy`), and it moves smoothly with the
+mixture where a small model's accuracy is near 0 or 1. Two regressions from scikit-learn (ridge on the
 weights, and a Gaussian process), each judged by its leave-one-out predictions: Spearman rank correlation
 with the observed targets, and mean absolute error. The better one searches the weight simplex: 100,000
 seeded Dirichlet(1) points, and the proposal is the mean of the 100 best predicted (RegMix's top-k average).
@@ -32,6 +36,7 @@ from lancy.errors import LancyError, run_stage
 
 PROXY_PREFIX = "search-proxy-"
 FULL_PREFIX = "search-full-"
+BASELINE = "baseline (params.yaml)"
 # What a proxy may change: nothing pretraining reads, so every proxy reuses the same pretrained model.
 PROXY_KEYS = ("sft.", "grpo.", "evaluate.", "mix.sft_rows", "mix.rl_rows")
 SIMPLEX_POINTS = 100_000
@@ -67,11 +72,18 @@ def targets(target: list[str], mixture: dict[str, float]) -> list[str]:
     return list(target) or sources(mixture)
 
 
-def check_proxy(proxy: dict) -> None:
+def check_proxy(proxy: dict, metric: str) -> None:
     for key in proxy:
         if not key.startswith(PROXY_KEYS):
             raise LancyError(f"params key `search.proxy.{key}`: a proxy may only change {', '.join(PROXY_KEYS)} "
                              f"(anything else changes pretraining's inputs, and each proxy would pretrain again)")
+    if metric == "score" and proxy.get("evaluate.generate") is False:
+        raise LancyError("params key `search.proxy.evaluate.generate` is false, so proxies have no scores for "
+                         "`search.metric: score`; remove it, or use `search.metric: loss`")
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric == "loss"
 
 
 def queue_commands(mixtures: list[dict], overrides: dict, names: list[str], model: str) -> list[list[str]]:
@@ -83,10 +95,14 @@ def queue_commands(mixtures: list[dict], overrides: dict, names: list[str], mode
             for name, m in zip(names, mixtures, strict=True)]
 
 
-def observations(rows: list[dict], names: list[str], model: str, target: list[str], prefix: str):
+def observations(rows: list[dict], names: list[str], model: str, target: list[str], prefix: str, metric: str):
     """(weights, targets, experiment names) of the finished experiments named `prefix`*: weights normalized over
-    `names`, target the mean held-out score of `model` over the `target` datasets."""
+    `names`, target the mean held-out `metric` (loss: answer loss, score: headline score) of `model` over the
+    `target` datasets."""
     from lancy.evaluation import headline
+
+    def value(result: dict):
+        return result.get("answer_loss") if metric == "loss" else result[key] if (key := headline(result)) else None
 
     xs, ys, labels = [], [], []
     for row in rows:
@@ -94,7 +110,7 @@ def observations(rows: list[dict], names: list[str], model: str, target: list[st
             continue
         weights = np.array([float(row["params"].get(f"mixture.{n}", 0.0)) for n in names])
         results = row["metrics"].get(f"metrics/eval/{model}.json", {})
-        scores = [results[d][key] if (key := headline(results.get(d, {}))) else None for d in target]
+        scores = [value(results.get(d, {})) for d in target]
         if weights.sum() <= 0 or None in scores:
             continue
         xs.append(weights / weights.sum())
@@ -126,8 +142,9 @@ def leave_one_out(make, xs: np.ndarray, ys: np.ndarray) -> dict:
     return {"spearman": float(rho), "mae": float(np.abs(predictions - ys).mean()), "predictions": predictions}
 
 
-def fit(xs: np.ndarray, ys: np.ndarray, seed: int = 0) -> dict:
-    """Both regressions judged by leave-one-out; the better (rank correlation, then error) proposes a mixture."""
+def fit(xs: np.ndarray, ys: np.ndarray, seed: int = 0, lower: bool = False) -> dict:
+    """Both regressions judged by leave-one-out; the better (rank correlation, then error) proposes the mixture
+    with the highest predicted target (the lowest, with `lower`)."""
     if len(xs) < 4:
         raise LancyError(f"{len(xs)} finished proxy experiments; a fit needs at least 4 "
                          f"(python -m lancy.search sample, then dvc queue start)")
@@ -141,7 +158,7 @@ def fit(xs: np.ndarray, ys: np.ndarray, seed: int = 0) -> dict:
         best = max(quality, key=lambda n: (np.nan_to_num(quality[n]["spearman"], nan=-2), -quality[n]["mae"]))
         model = regressions()[best]().fit(xs, ys)
     points = np.random.default_rng(seed).dirichlet(np.ones(xs.shape[1]), SIMPLEX_POINTS)
-    predicted = model.predict(points)
+    predicted = model.predict(points) * (-1 if lower else 1)
     top = points[np.argsort(predicted)[-TOP_K:]].mean(axis=0)
     proposal = np.round(top / top.sum(), 2)
     return {"quality": quality, "best": best, "model": model, "proposal": proposal,
@@ -182,10 +199,18 @@ def plot(names, xs, ys, result, path: Path, target_label: str) -> None:
     plt.close(figure)
 
 
-def report(p, names, target, xs, ys, labels, result, full: tuple, baseline: tuple) -> str:
-    """The markdown report; `full` and `baseline`: observations() of the full-size runs and the baseline commit."""
+def describe(metric: str, model: str, target: list[str]) -> str:
+    what = "answer loss (lower is better)" if lower_is_better(metric) else "score (higher is better)"
+    return f"mean held-out {what} of {model} on {', '.join(target)}"
+
+
+def report(p, names, target, xs, ys, labels, result, full: tuple, baseline: tuple, scores: dict) -> str:
+    """The markdown report; `full` and `baseline`: observations() of the full-size runs and the baseline commit;
+    `scores`: their mean held-out scores by run, shown next to a loss target."""
     weights = " ".join(f"-S mixture.{n}={w:g}" for n, w in zip(names, result["proposal"], strict=True))
-    target = f"mean held-out score of {p.search.model} on {', '.join(target)}"
+    lower = lower_is_better(p.search.metric)
+    best = int(ys.argmin() if lower else ys.argmax())
+    target = describe(p.search.metric, p.search.model, target)
     lines = [
         "# Mixture search", "",
         f"{len(xs)} proxy runs (`search.proxy`: {json.dumps(p.search.proxy)}); target: {target}.", "",
@@ -193,7 +218,7 @@ def report(p, names, target, xs, ys, labels, result, full: tuple, baseline: tupl
         "| " + " | ".join(names) + " | predicted target | best proxy run |",
         "|" + "---|" * (len(names) + 2),
         "| " + " | ".join(f"{w:g}" for w in result["proposal"]) + f" | {result['predicted']:.4f} | "
-        f"{ys.max():.4f} ({labels[int(ys.argmax())]}) |", "",
+        f"{ys[best]:.4f} ({labels[best]}) |", "",
         "Train it at full size (`python -m lancy.search validate` queues it with sampled mixtures to compare):", "",
         "```bash", f"dvc exp run {weights}", "```", "",
         "## Fit quality (leave-one-out over the proxy runs)", "",
@@ -208,7 +233,7 @@ def report(p, names, target, xs, ys, labels, result, full: tuple, baseline: tupl
     ]
     runs = list(zip(full[2], full[0], full[1], strict=True))
     if len(baseline[1]):
-        runs.append(("baseline (params.yaml)", baseline[0][0], baseline[1][0]))
+        runs.append((BASELINE, baseline[0][0], baseline[1][0]))
     proxy_targets = dict(zip(labels, ys, strict=True))
 
     def at_proxy_size(label: str) -> str:
@@ -219,14 +244,17 @@ def report(p, names, target, xs, ys, labels, result, full: tuple, baseline: tupl
         return "" if proxy is None else f"{proxy:.4f}"
 
     if full[2]:
+        score = lower  # a loss target: each run's mean score too, what the loss stands in for
         lines += ["## At full size", "",
                   "Does the proxies' ranking carry over (RegMix's premise)? The proposal, full-size runs of sampled "
                   "mixtures and the baseline, by full-size target:", "",
-                  "| rank | run | " + " | ".join(names) + " | full-size target | at proxy size |",
-                  "|" + "---|" * (len(names) + 4),
+                  "| rank | run | " + " | ".join(names) + " | full-size target | at proxy size |"
+                  + (" full-size mean score |" if score else ""),
+                  "|" + "---|" * (len(names) + 4 + score),
                   *[f"| {i + 1} | {label} | " + " | ".join(f"{w:.2f}" for w in x) + f" | {y:.4f} | "
-                    f"{at_proxy_size(label)} |"
-                    for i, (label, x, y) in enumerate(sorted(runs, key=lambda run: -run[2]))], ""]
+                    f"{at_proxy_size(label)} |" + (f" {scores.get(label, float('nan')):.4f} |" if score else "")
+                    for i, (label, x, y) in enumerate(sorted(runs, key=lambda run: run[2] if lower else -run[2]))],
+                  ""]
     lines += ["## Proxy runs", "", "| experiment | " + " | ".join(names) + " | target |",
               "|" + "---|" * (len(names) + 2),
               *[f"| {label} | " + " | ".join(f"{w:.2f}" for w in x) + f" | {y:.4f} |"
@@ -253,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="reports")
     args = parser.parse_args(argv)
     p = P.load(("mixture", "search"))
-    check_proxy(p.search.proxy)
+    check_proxy(p.search.proxy, p.search.metric)
     names = sources(p.mixture)
     target = targets(p.search.target, p.mixture)
     if args.command == "sample":
@@ -264,22 +292,27 @@ def main(argv: list[str] | None = None) -> None:
               f"`python -m lancy.search propose`")
         return
     rows = experiments(exp_show())
-    xs, ys, labels = observations(rows, names, p.search.model, target, PROXY_PREFIX)
-    result = fit(xs, ys, p.search.seed)
+    model, metric = p.search.model, p.search.metric
+    xs, ys, labels = observations(rows, names, model, target, PROXY_PREFIX, metric)
+    result = fit(xs, ys, p.search.seed, lower_is_better(metric))
     if args.command == "validate":
         picks = np.argsort(ys)[np.linspace(0, len(ys) - 1, args.runs).round().astype(int)]  # low .. high
         mixtures = [dict(zip(names, result["proposal"].tolist(), strict=True))]
         mixtures += [dict(zip(names, xs[i].round(2).tolist(), strict=True)) for i in picks]
         labels_ = [f"{FULL_PREFIX}s{p.search.seed}-proposal"]
         labels_ += [f"{FULL_PREFIX}{labels[i].removeprefix(PROXY_PREFIX)}" for i in picks]
-        _queue(queue_commands(mixtures, {}, labels_, p.search.model), args.dry)
+        _queue(queue_commands(mixtures, {}, labels_, model), args.dry)
         return
-    full = observations(rows, names, p.search.model, target, FULL_PREFIX)
-    baseline = observations([row for row in rows if row["baseline"]][:1], names, p.search.model, target, "")
+    full = observations(rows, names, model, target, FULL_PREFIX, metric)
+    baseline_row = [row for row in rows if row["baseline"]][:1]
+    baseline = observations(baseline_row, names, model, target, "", metric)
+    _, full_scores, full_labels = observations(rows, names, model, target, FULL_PREFIX, "score")
+    scores = dict(zip(full_labels, full_scores, strict=True))
+    scores[BASELINE] = next(iter(observations(baseline_row, names, model, target, "", "score")[1]), float("nan"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    plot(names, xs, ys, result, out / "mixture-search.png", f"{p.search.model} on {'+'.join(target)}")
-    text = report(p, names, target, xs, ys, labels, result, full, baseline)
+    plot(names, xs, ys, result, out / "mixture-search.png", f"{model} {metric} on {'+'.join(target)}")
+    text = report(p, names, target, xs, ys, labels, result, full, baseline, scores)
     (out / "mixture-search.md").write_text(text)
     print(text)
 

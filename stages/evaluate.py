@@ -9,7 +9,7 @@ from pathlib import Path
 from lancy import params as P
 from lancy.catalog import CATALOG
 from lancy.errors import LancyError, run_stage
-from lancy.evaluation import evaluate_tasks, perplexity, scores
+from lancy.evaluation import answer_loss, evaluate_tasks, perplexity, scores
 from lancy.files import require, write_json
 from lancy.models import load_model
 from lancy.tables import read_table
@@ -34,9 +34,10 @@ def main() -> None:
         spec, rows = CATALOG[path.name], table.select(range(min(len(table), p.evaluate.max_rows))).to_list()
         if spec.task == "corpus":
             results[spec.name] = perplexity(model, tokenizer, [r["text"] for r in rows], p.evaluate.batch_size)
-        else:
-            results[spec.name] = evaluate_tasks(model, tokenizer, spec.task, rows, p.evaluate.max_new_tokens,
-                                                p.evaluate.batch_size)
+        else:  # evaluate.generate false (mixture-search proxies): the answer loss alone
+            result = evaluate_tasks(model, tokenizer, spec.task, rows, p.evaluate.max_new_tokens,
+                                    p.evaluate.batch_size) if p.evaluate.generate else {"rows": len(rows)}
+            results[spec.name] = {**result, "answer_loss": answer_loss(model, tokenizer, rows, p.evaluate.batch_size)}
         print(f"{stage} on {spec.name}: {results[spec.name]}")
     write_json(Path(f"metrics/eval/{stage}.json"), results)
     write_json(Path(f"metrics/eval/{stage}_scores.json"), scores(results))

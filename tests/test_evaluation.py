@@ -8,7 +8,7 @@ import torch
 
 from lancy import evaluation
 from lancy.catalog import CATALOG
-from lancy.evaluation import evaluate_tasks, generate, label_tokens, perplexity
+from lancy.evaluation import answer_loss, evaluate_tasks, generate, label_tokens, perplexity
 from lancy.harmonize import to_record
 from lancy.tokenization import train_tokenizer
 
@@ -230,6 +230,44 @@ def test_perplexity_drops_after_training_on_the_text(tokenizer):
     model.eval()
     after = perplexity(model, tokenizer, TEXT, batch_size=2)["perplexity"]
     assert after < before / 2, (before, after)
+
+
+# ------------------------------------------------------------------------------------------- answer loss
+
+def _completion_loss_alone(model, tokenizer, record) -> tuple[float, int]:
+    """Summed loss of one record's completion + EOS given its prompt, computed on its own (no batch, no padding)."""
+    prompt = tokenizer(record["prompt"], add_special_tokens=False)["input_ids"]
+    completion = tokenizer(record["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt + completion])).logits[0]
+    logp = torch.log_softmax(logits.float(), -1)[len(prompt) - 1 : -1]
+    return -logp.gather(1, torch.tensor(completion)[:, None]).sum().item(), len(completion)
+
+
+def test_answer_loss_is_the_loss_per_completion_token_of_each_row_alone(model, tokenizer):
+    rows = IMDB + GSM8K + FIQA + MMLU  # prompts and completions of many lengths: padded batches of 4
+    losses = [_completion_loss_alone(model, tokenizer, r) for r in rows]
+    expected = sum(loss for loss, _ in losses) / sum(n for _, n in losses)
+    assert answer_loss(model, tokenizer, rows, batch_size=4) == pytest.approx(expected, rel=1e-4)
+    assert answer_loss(model, tokenizer, rows, batch_size=1) == pytest.approx(expected, rel=1e-4)
+    assert answer_loss(model, tokenizer, [{**IMDB[0], "completion": ""}], 4) is None  # nothing to score
+
+
+def test_answer_loss_falls_when_the_model_learns_the_answers(tokenizer):
+    model = tiny_model(tokenizer, seed=3)
+    rows = IMDB[:4]
+    before = answer_loss(model, tokenizer, rows, batch_size=2)
+    sequences = [tokenizer(r["prompt"] + r["completion"], add_special_tokens=False)["input_ids"]
+                 + [tokenizer.eos_token_id] for r in rows]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(40):
+        for ids in sequences:
+            optimizer.zero_grad()
+            model(input_ids=torch.tensor([ids]), labels=torch.tensor([ids])).loss.backward()
+            optimizer.step()
+    model.eval()
+    assert answer_loss(model, tokenizer, rows, batch_size=2) < before / 4
 
 
 def test_trained_model_reaches_full_accuracy(tokenizer):

@@ -2,6 +2,7 @@
 tokenize, pretrain and sft via `model.name: <folder>` (encoder-decoders through sft and evaluate); MoE facts and
 router losses; 4-bit parameter counts; bitsandbytes left unloaded without quantization; encoder models refused."""
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import yaml
 from lancy.errors import LancyError
 from lancy.models import apply_lora, load_config, load_model, memory_estimate, moe_facts, parameter_counts
 from lancy.tables import read_table
-from lancy.tokenization import train_tokenizer
+from lancy.tokenization import load_tokenizer, train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 TEXTS = [f"review {i}: the film was {'good' if i % 2 else 'bad'} and the cast {i % 7} fine" for i in range(400)]
@@ -78,6 +79,39 @@ def test_moe_detected_with_active_parameters_and_router_loss(folders, family):
         out = model(input_ids=ids, labels=ids)
         lm_loss = model(input_ids=ids, labels=ids, output_router_logits=False).loss
     assert out.aux_loss > 0 and out.loss == pytest.approx(lm_loss + model.config.router_aux_loss_coef * out.aux_loss)
+
+
+@pytest.mark.parametrize("family", ["mixtral", "switch_transformers"])
+def test_held_out_losses_leave_the_router_loss_out(folders, seq2seq_folders, family):
+    """Training's loss includes the router's balancing loss; perplexity and answer loss measure the language
+    model alone, so they must not."""
+    import torch
+
+    from lancy.evaluation import answer_loss, perplexity
+
+    folder = {**folders, **seq2seq_folders}[family]
+    model, tokenizer = load_model(str(folder)).eval(), load_tokenizer(str(folder))
+    seq2seq = family == "switch_transformers"  # its labels: the completion stripped (lancy.packing)
+    prompt, completion = tokenizer([TEXTS[1], "good" if seq2seq else " good"], add_special_tokens=False)["input_ids"]
+    ids, labels = torch.tensor([prompt]), torch.tensor([completion + [tokenizer.eos_token_id]])
+    with torch.no_grad():
+        if seq2seq:
+            out = model(input_ids=ids, labels=labels)
+            lm_loss = model(input_ids=ids, labels=labels, output_router_logits=False).loss.item()
+        else:  # the answer's tokens follow the prompt's: the loss of the last len(labels) predictions
+            whole = torch.cat([ids, labels], 1)
+            out = model(input_ids=whole, labels=torch.cat([torch.full_like(ids, -100), labels], 1))
+            lm_loss = model(input_ids=whole, labels=torch.cat([torch.full_like(ids, -100), labels], 1),
+                            output_router_logits=False).loss.item()
+    assert out.loss.item() > lm_loss + 1e-4  # the router's loss is there to leave out
+    row = {"prompt": TEXTS[1], "completion": " good"}
+    assert answer_loss(model, tokenizer, [row], batch_size=1) == pytest.approx(lm_loss, rel=1e-5)
+    if family == "mixtral":
+        text = " ".join(TEXTS[:3])
+        ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]])
+        with torch.no_grad():
+            lm_loss = model(input_ids=ids, labels=ids, output_router_logits=False).loss.item()
+        assert perplexity(model, tokenizer, [text], 1)["perplexity"] == pytest.approx(math.exp(lm_loss), rel=1e-5)
 
 
 def test_deepseek_v3_experts_without_an_auxiliary_loss(folders):

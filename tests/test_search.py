@@ -35,11 +35,27 @@ def test_fit_recovers_a_known_optimum():
         search.fit(xs[:3], ys[:3])
 
 
+def test_fit_recovers_a_known_minimum_of_a_loss():
+    rng = np.random.default_rng(4)
+    xs = rng.dirichlet(np.ones(3), 24)
+    ys = 0.4 + 2 * ((xs - OPTIMUM) ** 2).sum(axis=1) + rng.normal(0, 0.003, len(xs))
+    result = search.fit(xs, ys, seed=0, lower=True)
+    assert np.abs(result["proposal"] - OPTIMUM).sum() < 0.15, result["proposal"]
+    assert result["predicted"] == pytest.approx(0.4, abs=0.02)
+    assert np.abs(search.fit(xs, ys, seed=0)["proposal"] - OPTIMUM).sum() > 0.5  # maximizing it: far from there
+
+
 def test_proxy_settings_must_leave_pretraining_alone():
-    search.check_proxy({"sft.max_steps": 60, "evaluate.max_rows": 50, "mix.sft_rows": 500})
+    search.check_proxy({"sft.max_steps": 60, "evaluate.max_rows": 50, "mix.sft_rows": 500}, "score")
     for key in ("pretrain.max_steps", "corpus.imdb", "model.hidden_size", "tokenize.max_length"):
         with pytest.raises(LancyError, match=f"search.proxy.{key}"):
-            search.check_proxy({key: 1})
+            search.check_proxy({key: 1}, "loss")
+
+
+def test_a_score_target_needs_proxies_that_generate():
+    search.check_proxy({"evaluate.generate": False}, "loss")
+    with pytest.raises(LancyError, match="search.proxy.evaluate.generate"):
+        search.check_proxy({"evaluate.generate": False}, "score")
 
 
 def test_queue_commands():
@@ -49,18 +65,26 @@ def test_queue_commands():
                        "-S", "mixture.imdb=0.7", "-S", "mixture.sst2=0.0", "-S", "sft.max_steps=60"]
 
 
-def _row(name, weights, score):
+def _row(name, weights, score, generated=True):
+    """An experiment row; its answer loss falls as its score rises: 2 x (1 - score)."""
+    result = {"accuracy": score, "rows": 10} if generated else {"rows": 10}
     return {"name": name, "rev": name, "baseline": False, "params": {f"mixture.{n}": w for n, w in weights.items()},
-            "metrics": {"metrics/eval/sft.json": {n: {"accuracy": score, "rows": 10} for n in ("imdb", "sst2")}}}
+            "metrics": {"metrics/eval/sft.json": {n: {**result, "answer_loss": 2 * (1 - score)}
+                                                  for n in ("imdb", "sst2")}}}
 
 
 def test_observations_normalize_weights_and_average_the_target():
-    rows = [_row("search-proxy-00", {"imdb": 2, "sst2": 2, "gsm8k": 0}, 0.5), _row("other", {"imdb": 1}, 0.9)]
-    xs, ys, labels = search.observations(rows, ["imdb", "sst2", "gsm8k"], "sft", ["imdb", "sst2"], "search-proxy-")
+    rows = [_row("search-proxy-00", {"imdb": 2, "sst2": 2, "gsm8k": 0}, 0.5), _row("other", {"imdb": 1}, 0.9),
+            _row("search-proxy-01", {"imdb": 1}, 0.75, generated=False)]
+    names, target = ["imdb", "sst2", "gsm8k"], ["imdb", "sst2"]
+    xs, ys, labels = search.observations(rows, names, "sft", target, "search-proxy-", "score")
     assert labels == ["search-proxy-00"] and xs.tolist() == [[0.5, 0.5, 0.0]] and ys.tolist() == [0.5]
+    xs, ys, labels = search.observations(rows, names, "sft", target, "search-proxy-", "loss")
+    assert labels == ["search-proxy-00", "search-proxy-01"] and ys.tolist() == [1.0, 0.5]
 
 
-def test_propose_writes_the_report(tmp_path, monkeypatch):
+@pytest.mark.parametrize("metric", ["score", "loss"])
+def test_propose_writes_the_report(tmp_path, monkeypatch, metric):
     rng = np.random.default_rng(0)
     names = ["imdb", "sst2", "gsm8k"]
     rows = [{**_row("main", {"imdb": 0.4, "sst2": 0.4, "gsm8k": 0.2}, 0.8), "baseline": True}]
@@ -71,6 +95,9 @@ def test_propose_writes_the_report(tmp_path, monkeypatch):
     rows.append(_row("search-full-03", {"imdb": 0.1, "sst2": 0.1, "gsm8k": 0.8}, 0.6))
     params = yaml.safe_load(open("params.yaml"))
     params["search"]["target"] = ["imdb", "sst2"]
+    params["search"]["metric"] = metric
+    if metric == "score":  # proxies must generate to be scored
+        params["search"]["proxy"].pop("evaluate.generate")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(search, "exp_show", lambda: [])
@@ -81,8 +108,18 @@ def test_propose_writes_the_report(tmp_path, monkeypatch):
     assert "dvc exp run -S mixture.imdb=" in report
     proxy_03 = next(row for row in rows if row["name"] == "search-proxy-03")["metrics"]["metrics/eval/sft.json"]
     ranking = report[report.index("## At full size"):report.index("## Proxy runs")].splitlines()
-    assert ranking[6].startswith("| 1 | search-full-proposal | ") and ranking[6].endswith(" (predicted) |")
-    assert "| 0.9500 | " in ranking[6]
-    assert ranking[7] == "| 2 | baseline (params.yaml) | 0.40 | 0.40 | 0.20 | 0.8000 |  |"
-    assert ranking[8] == f"| 3 | search-full-03 | 0.10 | 0.10 | 0.80 | 0.6000 | {proxy_03['imdb']['accuracy']:.4f} |"
+    if metric == "score":
+        assert "mean held-out score (higher is better) of sft on imdb, sst2" in report
+        assert ranking[6].startswith("| 1 | search-full-proposal | ") and ranking[6].endswith(" (predicted) |")
+        assert "| 0.9500 | " in ranking[6]
+        assert ranking[7] == "| 2 | baseline (params.yaml) | 0.40 | 0.40 | 0.20 | 0.8000 |  |"
+        assert ranking[8] == (f"| 3 | search-full-03 | 0.10 | 0.10 | 0.80 | 0.6000 | "
+                              f"{proxy_03['imdb']['accuracy']:.4f} |")
+    else:  # ranked by loss, lowest first, with each run's mean score
+        assert "mean held-out answer loss (lower is better) of sft on imdb, sst2" in report
+        assert ranking[6].startswith("| 1 | search-full-proposal | ") and ranking[6].endswith(" 0.9500 |")
+        assert "| 0.1000 | " in ranking[6] and " (predicted) | " in ranking[6]
+        assert ranking[7] == "| 2 | baseline (params.yaml) | 0.40 | 0.40 | 0.20 | 0.4000 |  | 0.8000 |"
+        assert ranking[8] == (f"| 3 | search-full-03 | 0.10 | 0.10 | 0.80 | 0.8000 | "
+                              f"{proxy_03['imdb']['answer_loss']:.4f} | 0.6000 |")
     assert (tmp_path / "reports/mixture-search.png").read_bytes()[:4] == b"\x89PNG"
