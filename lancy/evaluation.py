@@ -43,6 +43,15 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
     return outputs
 
 
+LOGITS_BUDGET = 2**27  # logits (fp32 numbers) one loss forward pass may hold: 512 MiB, whatever the vocabulary
+
+
+def _rows_per_pass(model, length: int, batch_size: int) -> int:
+    """At most batch_size rows of `length` tokens, fewer when their logits would pass LOGITS_BUDGET (a 150k-token
+    vocabulary: 3 rows of 256 tokens)."""
+    return max(1, min(batch_size, LOGITS_BUDGET // max(1, length * model.config.get_text_config().vocab_size)))
+
+
 def _context(model) -> int:
     """Tokens a forward pass may hold: the model's positions, at most 1024 (as for perplexity)."""
     context = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
@@ -72,9 +81,10 @@ def answer_loss(model, tokenizer, records: list[dict], batch_size: int) -> float
     examples = make({"prompt": [r["prompt"] for r in records], "completion": [r["completion"] for r in records]},
                     tokenizer, _context(model))
     tokenizer.padding_side = "right"
+    step = _rows_per_pass(model, max(map(len, examples["input_ids"] + examples["labels"])), batch_size)
     total, count = 0.0, 0
-    for start in range(0, len(records), batch_size):
-        ids, labels = (examples[key][start : start + batch_size] for key in ("input_ids", "labels"))
+    for start in range(0, len(records), step):
+        ids, labels = (examples[key][start : start + step] for key in ("input_ids", "labels"))
         batch = tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(model.device)
         width = max(map(len, labels))
         labels = torch.tensor([row + [IGNORE] * (width - len(row)) for row in labels], device=model.device)
@@ -127,7 +137,7 @@ def perplexity(model, tokenizer, texts: list[str], batch_size: int) -> dict:
     n = max(1, len(ids) // window)
     windows = torch.tensor(ids[: n * window]).view(n, -1)
     total, count = 0.0, 0
-    for batch in windows.split(batch_size):
+    for batch in windows.split(_rows_per_pass(model, window, batch_size)):
         batch = batch.to(model.device)
         loss, tokens = _token_losses(model, batch, torch.ones_like(batch), batch)
         total, count = total + loss, count + tokens

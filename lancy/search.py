@@ -14,12 +14,14 @@ rows), which must leave pretraining's inputs alone, so all proxies reuse one pre
 full-size validation runs run only the stages `evaluate@<search.model>` needs (`dvc exp run <target>`): with
 `search.model: sft` no GRPO runs, and their `dvc exp show` rows keep the baseline's grpo metrics.
 
-Fitting: the target is a mean over the `search.target` datasets (they may have weight 0: transfer) of
-`search.model`'s held-out results: with `search.metric: loss` (the default) their answer loss, the reference
-completion's loss per token (lancy.evaluation.answer_loss; lower is better), as RegMix fits a validation loss;
-with `search.metric: score` their headline score (lancy.evaluation.SCORES; higher is better). The loss needs no
-generation, so proxies skip it (`evaluate.generate: false` in `search.proxy`), and it moves smoothly with the
-mixture where a small model's accuracy is near 0 or 1. Two regressions from scikit-learn (ridge on the
+Fitting: the target sums up `search.model`'s held-out results on the `search.target` datasets (they may have
+weight 0: transfer). With `search.metric: loss` (the default) it is the geometric mean of their answer losses,
+the reference completions' loss per token (lancy.evaluation.answer_loss; lower is better), as RegMix fits a
+validation loss. The geometric mean weighs each dataset's relative change alike: an arithmetic one is ruled by
+the dataset with the largest loss (math: about 1.4 per token at full size, where a learned label costs 0.005).
+The loss needs no generation, so proxies skip it (`evaluate.generate: false` in `search.proxy`), and it moves
+smoothly with the mixture where a small model's accuracy is near 0 or 1. With `search.metric: score` the target
+is the mean headline score (lancy.evaluation.SCORES; higher is better). Two regressions from scikit-learn (ridge on the
 weights, and a Gaussian process), each judged by its leave-one-out predictions: Spearman rank correlation
 with the observed targets, and mean absolute error. The better one searches the weight simplex: 100,000
 seeded Dirichlet(1) points, and the proposal is the mean of the 100 best predicted (RegMix's top-k average).
@@ -97,8 +99,8 @@ def queue_commands(mixtures: list[dict], overrides: dict, names: list[str], mode
 
 def observations(rows: list[dict], names: list[str], model: str, target: list[str], prefix: str, metric: str):
     """(weights, targets, experiment names) of the finished experiments named `prefix`*: weights normalized over
-    `names`, target the mean held-out `metric` (loss: answer loss, score: headline score) of `model` over the
-    `target` datasets."""
+    `names`; the target from `model`'s held-out results on the `target` datasets, the geometric mean of their
+    answer losses (metric loss) or the mean of their headline scores (metric score)."""
     from lancy.evaluation import headline
 
     def value(result: dict):
@@ -114,7 +116,7 @@ def observations(rows: list[dict], names: list[str], model: str, target: list[st
         if weights.sum() <= 0 or None in scores:
             continue
         xs.append(weights / weights.sum())
-        ys.append(float(np.mean(scores)))
+        ys.append(float(np.exp(np.mean(np.log(np.maximum(scores, 1e-9)))) if metric == "loss" else np.mean(scores)))
         labels.append(row["name"])
     return np.array(xs), np.array(ys), labels
 
@@ -200,8 +202,9 @@ def plot(names, xs, ys, result, path: Path, target_label: str) -> None:
 
 
 def describe(metric: str, model: str, target: list[str]) -> str:
-    what = "answer loss (lower is better)" if lower_is_better(metric) else "score (higher is better)"
-    return f"mean held-out {what} of {model} on {', '.join(target)}"
+    what = "geometric mean held-out answer loss (lower is better)" if lower_is_better(metric) else \
+        "mean held-out score (higher is better)"
+    return f"{what} of {model} on {', '.join(target)}"
 
 
 def report(p, names, target, xs, ys, labels, result, full: tuple, baseline: tuple, scores: dict) -> str:
@@ -236,10 +239,11 @@ def report(p, names, target, xs, ys, labels, result, full: tuple, baseline: tupl
         runs.append((BASELINE, baseline[0][0], baseline[1][0]))
     proxy_targets = dict(zip(labels, ys, strict=True))
 
-    def at_proxy_size(label: str) -> str:
-        """A full-size run's proxy target; the prediction, for the proposal; nothing for the baseline."""
-        if label.endswith("-proposal"):
-            return f"{result['predicted']:.4f} (predicted)"
+    def at_proxy_size(label: str, weights: np.ndarray) -> str:
+        """A full-size run's proxy target; the fit's prediction, for a proposal (this fit's or an earlier one's);
+        nothing for the baseline."""
+        if "-proposal" in label:
+            return f"{result['model'].predict(weights[None])[0]:.4f} (predicted)"
         proxy = proxy_targets.get(label.replace(FULL_PREFIX, PROXY_PREFIX))
         return "" if proxy is None else f"{proxy:.4f}"
 
@@ -252,7 +256,7 @@ def report(p, names, target, xs, ys, labels, result, full: tuple, baseline: tupl
                   + (" full-size mean score |" if score else ""),
                   "|" + "---|" * (len(names) + 4 + score),
                   *[f"| {i + 1} | {label} | " + " | ".join(f"{w:.2f}" for w in x) + f" | {y:.4f} | "
-                    f"{at_proxy_size(label)} |" + (f" {scores.get(label, float('nan')):.4f} |" if score else "")
+                    f"{at_proxy_size(label, x)} |" + (f" {scores.get(label, float('nan')):.4f} |" if score else "")
                     for i, (label, x, y) in enumerate(sorted(runs, key=lambda run: run[2] if lower else -run[2]))],
                   ""]
     lines += ["## Proxy runs", "", "| experiment | " + " | ".join(names) + " | target |",
@@ -299,9 +303,13 @@ def main(argv: list[str] | None = None) -> None:
         picks = np.argsort(ys)[np.linspace(0, len(ys) - 1, args.runs).round().astype(int)]  # low .. high
         mixtures = [dict(zip(names, result["proposal"].tolist(), strict=True))]
         mixtures += [dict(zip(names, xs[i].round(2).tolist(), strict=True)) for i in picks]
-        labels_ = [f"{FULL_PREFIX}s{p.search.seed}-proposal"]
+        named = "-".join(f"{w * 100:02.0f}" for w in result["proposal"])  # e.g. search-full-s0-proposal-34-65-00
+        labels_ = [f"{FULL_PREFIX}s{p.search.seed}-proposal-{named}"]
         labels_ += [f"{FULL_PREFIX}{labels[i].removeprefix(PROXY_PREFIX)}" for i in picks]
-        _queue(queue_commands(mixtures, {}, labels_, model), args.dry)
+        done = {row["name"] for row in rows}  # run already (proposals are named by their weights): not again
+        todo = [(m, label) for m, label in zip(mixtures, labels_, strict=True) if label not in done]
+        print(f"at full size already: {', '.join(sorted(done.intersection(labels_))) or 'none'}")
+        _queue(queue_commands([m for m, _ in todo], {}, [label for _, label in todo], model), args.dry)
         return
     full = observations(rows, names, model, target, FULL_PREFIX, metric)
     baseline_row = [row for row in rows if row["baseline"]][:1]

@@ -253,6 +253,21 @@ def test_answer_loss_is_the_loss_per_completion_token_of_each_row_alone(model, t
     assert answer_loss(model, tokenizer, [{**IMDB[0], "completion": ""}], 4) is None  # nothing to score
 
 
+def test_losses_bound_the_logits_of_a_pass(model, tokenizer, monkeypatch):
+    """A large vocabulary gets fewer rows per forward pass, and the losses stay the same."""
+    from types import SimpleNamespace
+
+    from transformers import LlamaConfig
+
+    assert evaluation._rows_per_pass(SimpleNamespace(config=LlamaConfig(vocab_size=151_936)), 256, 32) == 3
+    assert evaluation._rows_per_pass(SimpleNamespace(config=LlamaConfig(vocab_size=4096)), 256, 32) == 32
+    rows, whole = IMDB + GSM8K, answer_loss(model, tokenizer, IMDB + GSM8K, batch_size=8)
+    text = perplexity(model, tokenizer, TEXT * 6, batch_size=8)
+    monkeypatch.setattr(evaluation, "LOGITS_BUDGET", 1)  # one row per pass
+    assert answer_loss(model, tokenizer, rows, batch_size=8) == pytest.approx(whole, rel=1e-5)
+    assert perplexity(model, tokenizer, TEXT * 6, batch_size=8) == pytest.approx(text, rel=1e-5)
+
+
 def test_answer_loss_falls_when_the_model_learns_the_answers(tokenizer):
     model = tiny_model(tokenizer, seed=3)
     rows = IMDB[:4]

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lancy.compare import experiments
+
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {
     "data": {"train_rows": 300, "test_rows": 40},
@@ -235,7 +237,8 @@ def test_mixture_search_of_four_proxies(project: Path, tmp_path: Path):
     """python -m lancy.search sample -> dvc queue start -> propose, on reduced sizes (make test-slow)."""
     _run(["dvc", "repro"], project)  # the baseline (nothing to do after the test above)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["search"].update(proxies=4, seed=1, proxy={"sft.max_steps": 2, "evaluate.max_rows": 4})
+    params["search"].update(proxies=4, seed=1, proxy={"sft.max_steps": 2, "evaluate.max_rows": 4,
+                                                       "evaluate.generate": False})
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _commit(project, "search params")
     queued = _run([sys.executable, "-m", "lancy.search", "sample"], project)
@@ -252,4 +255,10 @@ def test_mixture_search_of_four_proxies(project: Path, tmp_path: Path):
     _run([sys.executable, "-m", "lancy.search", "propose", "--out", str(tmp_path / "search")], project)
     report = (tmp_path / "search/mixture-search.md").read_text()
     assert "4 proxy runs" in report and "Spearman rank correlation" in report and "dvc exp run -S mixture." in report
+    assert "geometric mean held-out answer loss (lower is better) of sft" in report
+    show = subprocess.run(["dvc", "exp", "show", "--json"], cwd=project, env=_env(project), capture_output=True,
+                          text=True, check=True).stdout
+    proxy = next(r for r in experiments(json.loads(show)) if r["name"] == "search-proxy-s1-00")
+    imdb = proxy["metrics"]["metrics/eval/sft.json"]["imdb"]
+    assert imdb["answer_loss"] > 0 and "accuracy" not in imdb  # no generation in a proxy
     assert (tmp_path / "search/mixture-search.png").read_bytes()[:4] == b"\x89PNG"

@@ -81,6 +81,9 @@ def test_observations_normalize_weights_and_average_the_target():
     assert labels == ["search-proxy-00"] and xs.tolist() == [[0.5, 0.5, 0.0]] and ys.tolist() == [0.5]
     xs, ys, labels = search.observations(rows, names, "sft", target, "search-proxy-", "loss")
     assert labels == ["search-proxy-00", "search-proxy-01"] and ys.tolist() == [1.0, 0.5]
+    # losses on different scales: their geometric mean, where one dataset's halving counts as much as another's
+    rows[0]["metrics"]["metrics/eval/sft.json"] = {"imdb": {"answer_loss": 0.01}, "sst2": {"answer_loss": 1.0}}
+    assert search.observations(rows, names, "sft", target, "search-proxy-", "loss")[1][0] == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("metric", ["score", "loss"])
@@ -116,10 +119,31 @@ def test_propose_writes_the_report(tmp_path, monkeypatch, metric):
         assert ranking[8] == (f"| 3 | search-full-03 | 0.10 | 0.10 | 0.80 | 0.6000 | "
                               f"{proxy_03['imdb']['accuracy']:.4f} |")
     else:  # ranked by loss, lowest first, with each run's mean score
-        assert "mean held-out answer loss (lower is better) of sft on imdb, sst2" in report
+        assert "geometric mean held-out answer loss (lower is better) of sft on imdb, sst2" in report
         assert ranking[6].startswith("| 1 | search-full-proposal | ") and ranking[6].endswith(" 0.9500 |")
         assert "| 0.1000 | " in ranking[6] and " (predicted) | " in ranking[6]
         assert ranking[7] == "| 2 | baseline (params.yaml) | 0.40 | 0.40 | 0.20 | 0.4000 |  | 0.8000 |"
         assert ranking[8] == (f"| 3 | search-full-03 | 0.10 | 0.10 | 0.80 | 0.8000 | "
                               f"{proxy_03['imdb']['answer_loss']:.4f} | 0.6000 |")
     assert (tmp_path / "reports/mixture-search.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_validate_names_the_proposal_by_its_weights_and_skips_what_ran(tmp_path, monkeypatch, capsys):
+    rng = np.random.default_rng(1)
+    names = ["imdb", "sst2", "gsm8k"]
+    rows = [_row(f"search-proxy-s0-{i:02d}", dict(zip(names, x.round(2), strict=True)),
+                 float(0.9 - ((x - OPTIMUM) ** 2).sum())) for i, x in enumerate(rng.dirichlet(np.ones(3), 10))]
+    best = max(rows, key=lambda row: row["metrics"]["metrics/eval/sft.json"]["imdb"]["accuracy"])["name"]
+    rows.append(_row(best.replace("proxy", "full"), {"imdb": 1}, 0.9))  # the best proxy's mixture ran already
+    params = yaml.safe_load(open("params.yaml"))
+    params["search"]["target"] = ["imdb", "sst2"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(search, "exp_show", lambda: [])
+    monkeypatch.setattr(search, "experiments", lambda show: json.loads(json.dumps(rows)))
+    search.main(["validate", "--dry"])
+    out = capsys.readouterr().out
+    queued = [line.split()[5] for line in out.splitlines() if line.startswith("dvc exp run")]
+    assert len(queued) == 3 and best.replace("proxy", "full") not in queued
+    assert queued[0].startswith("search-full-s0-proposal-") and len(queued[0].split("-")) == 7
+    assert f"at full size already: {best.replace('proxy', 'full')}" in out
