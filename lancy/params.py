@@ -17,7 +17,7 @@ from lancy.errors import LancyError
 
 DATA_SOURCES = ("embedded", "hub", "local")
 ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
-SEARCH_METRICS = ("loss", "score")  # the mixture search's target: mean answer loss or mean headline score
+SEARCH_METRICS = ("loss", "score")  # the mixture search's target: answer losses or headline scores
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
 
@@ -145,7 +145,7 @@ class Search:
     proxies: int = 16  # proxy experiments sampled
     seed: int = 0
     model: str = "sft"  # whose held-out results make the target: pretrain, sft or grpo
-    metric: str = "loss"  # loss: mean answer loss (lower is better) | score: mean headline score (higher is better)
+    metric: str = "loss"  # loss: geometric mean answer loss (lower is better) | score: mean headline score
     target: list[str] = field(default_factory=list)  # datasets averaged into the target; []: those searched
     proxy: dict[str, object] = field(default_factory=dict)  # params key -> value for every proxy run
 

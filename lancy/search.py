@@ -4,13 +4,14 @@ on the mixture weights, and the mixture it predicts best.
     python -m lancy.search sample        # queue search.proxies proxy experiments (then: dvc queue start);
                                          # another search.seed adds more, and propose uses them all
     python -m lancy.search propose       # fit, check, propose: reports/mixture-search.md and .png
-    python -m lancy.search validate      # queue the proposal and a few sampled mixtures at full size
+    python -m lancy.search validate      # queue the proposal and a few sampled mixtures at full size (those
+                                         # not run yet; a proposal is named by its weights)
 
 Sampling (RegMix, Liu et al. 2025): each proxy's weights over the datasets with a weight > 0 in `mixture` are
 a draw from Dirichlet(scale x share), with share the current normalized weights and scale log-uniform in
 [0.1, 5] x the number of datasets. Small scales give extreme mixtures; weights are rounded to two decimals,
-so a source can get exactly 0. Every proxy also gets `search.proxy` (fewer SFT/GRPO steps, fewer evaluated
-rows), which must leave pretraining's inputs alone, so all proxies reuse one pretrained model. Proxies and
+so a source can get exactly 0. Every proxy also gets `search.proxy` (fewer SFT/GRPO steps, no generation),
+which must leave pretraining's inputs alone, so all proxies reuse one pretrained model. Proxies and
 full-size validation runs run only the stages `evaluate@<search.model>` needs (`dvc exp run <target>`): with
 `search.model: sft` no GRPO runs, and their `dvc exp show` rows keep the baseline's grpo metrics.
 
@@ -21,10 +22,12 @@ validation loss. The geometric mean weighs each dataset's relative change alike:
 the dataset with the largest loss (math: about 1.4 per token at full size, where a learned label costs 0.005).
 The loss needs no generation, so proxies skip it (`evaluate.generate: false` in `search.proxy`), and it moves
 smoothly with the mixture where a small model's accuracy is near 0 or 1. With `search.metric: score` the target
-is the mean headline score (lancy.evaluation.SCORES; higher is better). Two regressions from scikit-learn (ridge on the
-weights, and a Gaussian process), each judged by its leave-one-out predictions: Spearman rank correlation
-with the observed targets, and mean absolute error. The better one searches the weight simplex: 100,000
-seeded Dirichlet(1) points, and the proposal is the mean of the 100 best predicted (RegMix's top-k average).
+is the mean headline score (lancy.evaluation.SCORES; higher is better).
+
+Two regressions from scikit-learn (ridge on the weights, and a Gaussian process) are each judged by their
+leave-one-out predictions: Spearman rank correlation with the observed targets, and mean absolute error. The
+better one searches the weight simplex: 100,000 seeded Dirichlet(1) points, and the proposal is the mean of the
+100 best predicted (RegMix's top-k average).
 """
 import argparse
 import json
