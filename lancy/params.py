@@ -56,6 +56,7 @@ class Tokenize:
     max_length: int = 256  # pretraining block size and SFT packing bin size
     packing: bool = True  # false: one document / example per row, padded per batch
     tokenizer_sample_chars: int = 10_000_000  # scratch: the BPE tokenizer trains on a seeded sample this large
+    tokenizer_on_tasks: bool = False  # scratch: the tokenizer also trains on the SFT prompts and completions
 
 
 @dataclass(frozen=True)

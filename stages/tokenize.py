@@ -5,6 +5,7 @@ a scratch tokenizer trains on a bounded seeded sample (`tokenize.tokenizer_sampl
 data/tokenized/{tokenizer/, pretrain/, pretrain_val/, sft/, rl/} (Parquet shards), the token counts per source
 and metrics/tokenize.json.
 """
+import itertools
 import os
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from lancy.packing import (
     token_features,
 )
 from lancy.tables import int_column, list_lengths, processes, read_table, write_table
-from lancy.tokenization import load_tokenizer, train_tokenizer, training_texts
+from lancy.tokenization import load_tokenizer, task_texts, train_tokenizer, training_texts
 
 PARAMS = ("seed", "num_proc", "model.name", "model.vocab_size", "tokenize")
 MIXED, OUT = Path("data/mixed"), Path("data/tokenized")
@@ -47,6 +48,8 @@ def main() -> None:
     seq2seq = False
     if p.model.name == "scratch":
         sample = training_texts(corpus, p.tokenize.tokenizer_sample_chars, p.seed)
+        if p.tokenize.tokenizer_on_tasks:  # label words become whole tokens
+            sample = itertools.chain(sample, task_texts(sft_rows))
         tokenizer = train_tokenizer(sample, p.model.vocab_size)
     else:
         seq2seq = is_seq2seq(load_config(p.model.name))  # refuses a model lancy cannot train, before any work

@@ -214,6 +214,25 @@ def workspace(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.parametrize("on_tasks", [False, True])
+def test_a_scratch_tokenizer_trained_on_the_tasks_writes_labels_as_single_tokens(workspace, monkeypatch, on_tasks):
+    import stages.tokenize
+
+    monkeypatch.chdir(workspace)
+    original = Path("params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["model"]["name"] = "scratch"
+    params["tokenize"]["tokenizer_on_tasks"] = on_tasks
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        stages.tokenize.main()
+    finally:
+        Path("params.yaml").write_text(original)
+    tokenizer = load_tokenizer("data/tokenized/tokenizer")
+    pieces = [len(tokenizer(" " + label, add_special_tokens=False)["input_ids"]) for label in ("positive", "negative")]
+    assert pieces == [1, 1] if on_tasks else min(pieces) > 1, pieces
+
+
 @pytest.mark.parametrize("family", ["gpt2", "qwen2", "qwen3", "llama", "mixtral", "qwen3_moe", "deepseek_v3"])
 def test_family_through_tokenize_pretrain_and_sft(folders, workspace, family, monkeypatch):
     import stages.pretrain
