@@ -1,23 +1,27 @@
-"""Offline synthetic stand-ins for five Hugging Face datasets (the `data.source: embedded` default).
+"""Offline synthetic stand-ins for six Hugging Face datasets (the `data.source: embedded` default).
 
 Everything here is SYNTHETIC: the rows are produced by this project from small templates, word lists
 and invented names. They are not samples, excerpts or paraphrases of the real datasets, and no text of
 the real datasets ships with lancy. What the stand-ins copy is the shape: each row has exactly the real
 dataset's columns, in the same order and with the same types, and the text imitates its style
-(IMDB reviews with "<br /><br />", lowercase spaced-out SST-2 phrases, MRPC news sentence pairs, GSM8K
-worked answers with <<calculator>> annotations and a "#### n" line, wikitext-2-raw lines).
+(IMDB reviews with "<br /><br />", lowercase spaced-out SST-2 phrases, MRPC news sentence pairs,
+FinancialPhraseBank company news with spaced punctuation, GSM8K worked answers with <<calculator>>
+annotations and a "#### n" line, wikitext-2-raw lines).
 
     imdb      {"text": str, "label": int}                                  0 negative, 1 positive
     sst2      {"sentence": str, "label": int, "idx": int}                  0 negative, 1 positive
     mrpc      {"sentence1": str, "sentence2": str, "label": int, "idx": int}  0 not_equivalent, 1 equivalent
+    fpb_allagree {"sentence": str, "label": int}                           0 negative, 1 neutral, 2 positive
     gsm8k     {"question": str, "answer": str}
     wikitext  {"text": str}
 
 The labels are learnable by construction: a positive review holds positive sentiment expressions from
 POSITIVE_TERMS and none from NEGATIVE_TERMS (and vice versa); an equivalent MRPC pair keeps every fact
-of sentence1 while a non-equivalent one changes a number, an entity or the action; every GSM8K answer's
-arithmetic is correct. `generate` is deterministic in (name, split, n_rows, seed): it uses only a
-`random.Random` seeded with the string f"{seed}-{name}-{split}", which is stable across processes.
+of sentence1 while a non-equivalent one changes a number, an entity or the action; a FinancialPhraseBank
+sentence's label is what it reports (a figure up or a deal won, a figure down or jobs cut, a plain fact),
+in words no other stand-in labels; every GSM8K answer's arithmetic is correct. `generate` is deterministic
+in (name, split, n_rows, seed): it uses only a `random.Random` seeded with the string f"{seed}-{name}-{split}",
+which is stable across processes.
 
 Train and test share no row, by construction: a drawn row belongs to the split that a hash of its
 identifying text picks (one in TEST_BUCKETS goes to test), and each split keeps only its own rows. The
@@ -28,7 +32,7 @@ import hashlib
 import random
 import re
 
-EMBEDDED_DATASETS: tuple[str, ...] = ("imdb", "sst2", "mrpc", "gsm8k", "wikitext")
+EMBEDDED_DATASETS: tuple[str, ...] = ("imdb", "sst2", "mrpc", "fpb_allagree", "gsm8k", "wikitext")
 SPLITS = ("train", "test")
 
 
@@ -404,6 +408,71 @@ def _mrpc_row(rng: random.Random, index: int) -> dict:
             "sentence2": _mrpc_sentence(rng, frame2, phrasing2, changed), "label": label, "idx": index}
 
 
+# ---------------------------------------------------------------- fpb_allagree (FinancialPhraseBank)
+# Sentences of company news in the dataset's style (spaced punctuation, "EUR 13.1 mn", "%"). The label is
+# decided by what happened: a figure that grew or a deal won is positive, one that shrank or jobs cut is
+# negative, a fact without news (headquarters, staff, dates) is neutral. About a third each.
+_FPB_FIGURES = _phrases("""
+net sales | operating profit | pre-tax profit | net profit | order intake | revenue | comparable operating profit |
+operating income | earnings per share | cash flow from operations | order backlog | sales volume
+""")
+_FPB_SENTENCES = (  # negative, positive
+    _phrases("""
+    {fig} fell to EUR {b} mn from EUR {a} mn in the corresponding period in {year} |
+    {org} 's {fig} decreased by {pct} % to EUR {b} mn |
+    {org} will cut {small} jobs at its {town} plant |
+    The operating loss widened to EUR {a} mn from EUR {b} mn |
+    {org} issued a profit warning for {year2} |
+    Shares in {org} dropped {pct} % after the company lowered its guidance |
+    {org} lost a EUR {n} mn contract with {org2} |
+    In the {period} , {fig} declined {pct} % , below analysts ' estimates |
+    {org} will close its {town} plant , and {small} employees will be laid off
+    """),
+    _phrases("""
+    {fig} rose to EUR {a} mn from EUR {b} mn in the corresponding period in {year} |
+    {org} 's {fig} increased by {pct} % to EUR {a} mn |
+    {org} won a EUR {n} mn order from {org2} |
+    {org} will hire {small} new employees at its {town} plant |
+    In the {period} , {fig} grew {pct} % , ahead of analysts ' estimates |
+    {org} raised its outlook for {year2} after a strong {period} |
+    Shares in {org} climbed {pct} % after the company reported record {fig} |
+    {org} signed a EUR {n} mn agreement to expand its {town} unit |
+    {fig} improved to EUR {a} mn , up from EUR {b} mn a year earlier
+    """),
+)
+_FPB_NEUTRAL = _phrases("""
+{org} is headquartered in {town} , Finland |
+The company has some {small}00 employees in {small2} countries |
+{org} will publish its {period} interim report on {month} {day} |
+{person} is the {role} of {org} |
+The contract includes the delivery of {small} units to {town} |
+{org} is a supplier of {product} to customers in the Nordic countries |
+The shares will be listed on the Helsinki stock exchange under the symbol {symbol} |
+{org} has operations in {town} and {town2} |
+The annual general meeting of {org} will be held on {month} {day} , {year2}
+""")
+_FPB_PRODUCTS = _phrases("""
+packaging materials | forest machinery | elevators | marine engines | paper | steel components | software services |
+telecom equipment | building materials | paints and coatings | power transmission equipment
+""")
+_FPB_PERIODS = ("first quarter", "second quarter", "third quarter", "fourth quarter", "first half", "full year")
+
+
+def _fpb_row(rng: random.Random, index: int) -> dict:
+    label = rng.choice((0, 1, 2))  # 0 negative, 1 neutral, 2 positive
+    b = rng.randint(20, 2000) / 10
+    a = round(b * rng.uniform(1.05, 1.9), 1)
+    org, org2 = (f"{_coin(rng)} {rng.choice(('Oyj', 'Group', 'Corporation', 'Plc', 'Oy'))}" for _ in range(2))
+    facts = {"a": a, "b": b, "org": org, "org2": org2, "n": rng.randint(2, 400), "pct": rng.randint(3, 60),
+             "fig": rng.choice(_FPB_FIGURES), "year": rng.randint(2004, 2009), "year2": rng.randint(2006, 2010),
+             "period": rng.choice(_FPB_PERIODS), "small2": rng.randint(3, 40), "day": rng.randint(1, 28),
+             "role": rng.choice(_MRPC_ROLES), "product": rng.choice(_FPB_PRODUCTS), "town2": _town(rng),
+             "symbol": "".join(rng.choice("ABCDEFGHIJKLMNOPRSTUVY") for _ in range(rng.randint(3, 5)))}
+    template = rng.choice(_FPB_NEUTRAL if label == 1 else _FPB_SENTENCES[label // 2])
+    text = _fill(rng, template, facts)
+    return {"sentence": text[:1].upper() + text[1:] + " .", "label": label}
+
+
 # ---------------------------------------------------------------- gsm8k
 ITEMS = _words("""
 stickers marbles pencils erasers crayons seashells stamps postcards buttons beads coins cards books comic-books
@@ -726,6 +795,7 @@ _GENERATORS = {
     "imdb": _rows(_imdb_row, lambda row: row["text"]),
     "sst2": _rows(_sst2_row, lambda row: row["sentence"]),
     "mrpc": _rows(_mrpc_row, lambda row: row["sentence1"] + "\n" + row["sentence2"]),
+    "fpb_allagree": _rows(_fpb_row, lambda row: row["sentence"]),
     "gsm8k": _rows(_gsm8k_row, lambda row: row["question"]),
     "wikitext": _wikitext,
 }

@@ -69,6 +69,18 @@ def _by_task(completions, answer, task, labels, tests, execute: bool) -> list[fl
     return [REWARDS[t](c, a, ls, tests=ts or "", execute=execute) for c, a, t, ls, ts in rows]
 
 
+def source_reward(name: str):
+    """A reward function that scores the rows of one source alone (None for the others), as `task_reward`
+    without running code. The GRPO stage gives it weight 0, so it changes no advantage; TRL logs it per step as
+    `rewards/<name>/mean`: the reward curve of one dataset of a mixed run."""
+    def reward(prompts, completions, answer, task, labels, source, **kwargs) -> list[float | None]:
+        rows = zip(completions, answer, task, labels, source, strict=True)
+        return [REWARDS[t](c, a, ls, execute=False) if s == name else None for c, a, t, ls, s in rows]
+
+    reward.__name__ = name
+    return reward
+
+
 def format_reward(prompts, completions, task, labels, **kwargs) -> list[float]:
     """1 when a completion has its task's shape, right or wrong: exactly one label word or letter, a final
     '#### <number>', non-empty text, or code that compiles and does something."""

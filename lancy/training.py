@@ -88,20 +88,39 @@ def run_facts(model, section, tokens_per_row: int, **extra) -> dict:
     }
 
 
-def reward_summary(log_history: list[dict]) -> dict:
+def reward_summary(log_history: list[dict], sources: list[str] = ()) -> dict:
     """Whether GRPO learned, from its logged steps: the mean reward of the first and last quarter of the run, and
-    the mean share of groups whose completions all got the same reward (those give no gradient at all)."""
+    the mean share of groups whose completions all got the same reward (those give no gradient at all). With
+    `sources`, also each source's first and last quarter from its `rewards/<source>/mean` curve (steps without
+    a row of the source log NaN and are left out)."""
     logs = [entry for entry in log_history if "reward" in entry and "frac_reward_zero_std" in entry]
     if not logs:
         return {}
     last_step = logs[-1]["step"]
-    quarter = lambda low, high: [e["reward"] for e in logs if low < e["step"] / last_step <= high]  # noqa: E731
-    first, last = quarter(0, 0.25) or [logs[0]["reward"]], quarter(0.75, 1) or [logs[-1]["reward"]]
-    return {
-        "reward_first_quarter": sum(first) / len(first),
-        "reward_last_quarter": sum(last) / len(last),
+
+    def quarter(key: str, low: float, high: float) -> float | None:
+        values = [e.get(key) for e in logs if low < e["step"] / last_step <= high]
+        values = [v for v in values if _number(v)]
+        return sum(values) / len(values) if values else None
+
+    first, last = quarter("reward", 0, 0.25), quarter("reward", 0.75, 1)
+    summary = {
+        "reward_first_quarter": logs[0]["reward"] if first is None else first,
+        "reward_last_quarter": logs[-1]["reward"] if last is None else last,
         "frac_reward_zero_std": sum(e["frac_reward_zero_std"] for e in logs) / len(logs),
     }
+    if sources:
+        summary["reward_by_source"] = {
+            name: {"first_quarter": quarter(f"rewards/{name}/mean", 0, 0.25),
+                   "last_quarter": quarter(f"rewards/{name}/mean", 0.75, 1)}
+            for name in sources
+        }
+    return summary
+
+
+def _number(value) -> bool:
+    """A loggable number: not None (TRL logs a reward that had no row at a step as None), not NaN."""
+    return isinstance(value, int | float) and value == value
 
 
 class StepDVCLiveCallback(DVCLiveCallback):
@@ -116,7 +135,8 @@ class StepDVCLiveCallback(DVCLiveCallback):
     def on_log(self, args, state, control, logs=None, replay_step=None, **kwargs):
         if self.live is not None:
             self.live.step = replay_step if replay_step is not None else state.global_step
-        logs = {k: v for k, v in (logs or {}).items() if k != "step"}
+        # None or NaN: a dataset's reward curve at a step that drew none of its rows; nothing to plot there
+        logs = {k: v for k, v in (logs or {}).items() if k != "step" and (_number(v) or isinstance(v, str))}
         super().on_log(args, state, control, logs=logs, **kwargs)
 
     def on_train_end(self, args, state, control, **kwargs):

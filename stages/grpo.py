@@ -13,7 +13,7 @@ from lancy import params as P
 from lancy.errors import run_stage
 from lancy.files import require
 from lancy.models import apply_lora, load_model
-from lancy.rewards import format_reward, task_reward, task_reward_compile_only
+from lancy.rewards import format_reward, source_reward, task_reward, task_reward_compile_only
 from lancy.tables import read_table
 from lancy.tokenization import load_tokenizer
 from lancy.training import (
@@ -56,6 +56,9 @@ def main() -> None:
         rewards.append((format_reward, g.format_weight))
     if g.reward_model:
         rewards.append((g.reward_model, 1.0))  # TRL loads the folder as a sequence-classification model
+    tasks = dict(zip(prompts["source"], prompts["task"], strict=True))
+    curves = [name for name in rows_by_source if tasks[name] != "code"] if len(rows_by_source) > 1 else []
+    rewards += [(source_reward(name), 0.0) for name in curves]  # logged per dataset, weight 0
     config = GRPOConfig(
         **training_arguments(g, CHECKPOINTS, p.seed),
         num_generations=g.num_generations, beta=g.beta, max_completion_length=g.max_completion_length,
@@ -64,7 +67,7 @@ def main() -> None:
     trainer = GRPOTrainer(model=model, reward_funcs=[reward for reward, _ in rewards], args=config,
                           train_dataset=prompts, processing_class=tokenizer, callbacks=callbacks("grpo", facts))
     resumed_from = train(trainer, CHECKPOINTS, fingerprint(P.to_dict(p), [BASE, DATA]))
-    summary = {**facts, **reward_summary(trainer.state.log_history), "resumed_from_step": resumed_from}
+    summary = {**facts, **reward_summary(trainer.state.log_history, curves), "resumed_from_step": resumed_from}
     finish(trainer, tokenizer, OUT, CHECKPOINTS, summary, g.lora, str(BASE))
 
 

@@ -16,6 +16,7 @@ SCHEMAS = {
     "imdb": {"text": str, "label": int},
     "sst2": {"sentence": str, "label": int, "idx": int},
     "mrpc": {"sentence1": str, "sentence2": str, "label": int, "idx": int},
+    "fpb_allagree": {"sentence": str, "label": int},
     "gsm8k": {"question": str, "answer": str},
     "wikitext": {"text": str},
 }
@@ -36,7 +37,7 @@ def train():
 
 
 def test_names():
-    assert EMBEDDED_DATASETS == ("imdb", "sst2", "mrpc", "gsm8k", "wikitext")
+    assert EMBEDDED_DATASETS == ("imdb", "sst2", "mrpc", "fpb_allagree", "gsm8k", "wikitext")
     assert set(SCHEMAS) == set(EMBEDDED_DATASETS)
 
 
@@ -49,7 +50,7 @@ def test_schema(name, train):
         for column, kind in SCHEMAS[name].items():
             assert type(row[column]) is kind
         if "label" in row:
-            assert row["label"] in (0, 1)
+            assert row["label"] in range(len(CATALOG[name].labels))
     if "idx" in SCHEMAS[name]:
         assert [row["idx"] for row in rows] == list(range(N))
 
@@ -150,6 +151,32 @@ def test_mrpc_pairs(train):
             # same entities: every capitalised word of sentence1 (after its first word) is in sentence2
             names1 = set(re.findall(r"[A-Z]\w+", row["sentence1"].split(" ", 1)[1]))
             assert names1 <= set(re.findall(r"\w+", row["sentence2"])), row
+
+
+FPB_CUES = (  # what each label's sentences report
+    re.compile(r"\b(fell|decreased|cut|loss widened|profit warning|dropped|lost|declined|laid off)\b"),
+    re.compile(r"\b(headquartered|employees in|interim report|is the|delivery of|supplier of|listed|operations in"
+               r"|annual general meeting)\b"),
+    re.compile(r"\b(rose|increased|won|hire|grew|raised its outlook|climbed|signed|improved)\b"),
+)
+
+
+def test_fpb_sentences_report_what_their_label_says(train):
+    rows = train["fpb_allagree"]
+    for label in range(3):  # about a third each
+        assert 0.28 < sum(row["label"] == label for row in rows) / len(rows) < 0.39
+    for row in rows:
+        sentence = row["sentence"]
+        assert sentence.endswith(" .") and not re.search(r"\w[,.%](\s|$)", sentence)  # spaced punctuation
+        cues = [bool(cue.search(sentence)) for cue in FPB_CUES]
+        assert cues[row["label"]] and sum(cues) == 1, row
+        # neither of the sentiment stand-ins' words: the label words are the only thing SFT on them transfers
+        assert not POSITIVE.search(sentence.lower()) and not NEGATIVE.search(sentence.lower()), row
+        numbers = re.findall(r"EUR (\d+\.\d) mn", sentence)
+        if " to EUR " in sentence and " from EUR " in sentence:  # "rose to a from b": a > b; "fell to": a < b
+            to, source = (float(n) for n in numbers[:2])
+            assert (to > source) == (row["label"] == 2 or "loss" in sentence), row
+    assert len({row["sentence"] for row in rows}) > 0.95 * N
 
 
 ANNOTATION = re.compile(r"<<([^=<>]+)=(-?\d+)>>(-?\d+)")

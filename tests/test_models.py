@@ -203,6 +203,7 @@ def workspace(tmp_path_factory) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"].update(train_rows=100, test_rows=10)
     params["mixture"], params["corpus"] = {"imdb": 1.0, "wikitext": 0.0}, {"wikitext": 1.0}
+    params["rl_mixture"] = {}
     params["mix"].update(sft_rows=40, rl_rows=4, corpus_chars=20_000)
     params["tokenize"]["max_length"] = 128
     params["pretrain"].update(max_steps=2, batch_size=2, logging_steps=1)

@@ -181,6 +181,7 @@ def test_real_samples_through_download_mix_and_tokenize(tmp_path):
                           local={n: str(REAL / folder) for n, folder in REAL_LOCAL.items()},
                           local_splits={"wikitext": "validation,test"})
     params["mixture"] = {"imdb": 0.4, "sst2": 0.3, "mrpc": 0.1, "gsm8k": 0.2, "wikitext": 0.0}
+    params["rl_mixture"] = {}
     params["mix"].update(sft_rows=300, rl_rows=20, corpus_chars=200_000)
     params["model"]["vocab_size"] = 2048
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

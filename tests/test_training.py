@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "data": {"train_rows": 200, "test_rows": 20},
     "mixture": {"imdb": 0.5, "sst2": 0.5, "wikitext": 0.0},
+    "rl_mixture": {},
     "corpus": {"wikitext": 0.5, "imdb": 0.5},
     "mix": {"sft_rows": 100, "rl_rows": 8, "corpus_chars": 60_000},
     "model": {"vocab_size": 512, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
@@ -42,7 +43,7 @@ def workspace(tmp_path_factory) -> Path:
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in TINY.items():
-        params[section] = values if section in ("mixture", "corpus") else {**params[section], **values}
+        params[section] = values if section in ("mixture", "rl_mixture", "corpus") else {**params[section], **values}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     for name in TINY["mixture"]:
         _stage(root, "stages.download", name)
@@ -117,6 +118,33 @@ def test_sft_on_two_cpu_processes(workspace: Path):
     assert [row.split("\t")[0] for row in rows if row] == ["1", "2", "3"]  # logged once, by the main process
 
 
+def test_grpo_logs_each_datasets_reward_curve(workspace: Path):
+    """A GRPO run on two datasets' prompts logs each one's reward per step (rewards/<name>/mean), without NaN at
+    steps that drew none of its rows, and summarizes each curve's first and last quarter."""
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    params["launch"]["processes"] = 1
+    params["sft"].update(max_steps=3, batch_size=2)
+    params["grpo"].update(max_steps=4, batch_size=4, num_generations=2, logging_steps=1, max_completion_length=4)
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params))
+    for stage in ("pretrain", "sft"):
+        if not (workspace / f"models/{stage}").exists():
+            _stage(workspace, f"stages.{stage}")
+    _stage(workspace, "stages.grpo")
+
+    def no_nan(constant):
+        raise AssertionError(f"{constant} in metrics/grpo/metrics.json")
+
+    summary = json.loads((workspace / "metrics/grpo/metrics.json").read_text(), parse_constant=no_nan)
+    assert set(summary["reward_by_source"]) == {"imdb", "sst2"} and {"imdb", "sst2"} <= set(summary["rewards"])
+    logged = 0
+    for name in ("imdb", "sst2"):
+        rows = (workspace / f"metrics/grpo/plots/metrics/rewards/{name}/mean.tsv").read_text().split("\n")[1:]
+        values = [float(row.split("\t")[1]) for row in rows if row]
+        assert values and all(0 <= value <= 1 for value in values)
+        logged += len(values)
+    assert logged >= 4  # every step drew a row of one dataset at least (two prompts per step)
+
+
 def test_a_checkpoint_killed_while_saving_is_skipped(tmp_path: Path):
     from lancy.training import last_complete_checkpoint
 
@@ -157,3 +185,22 @@ def test_reward_summary_of_a_grpo_log():
     assert reward_summary(logs) == {"reward_first_quarter": (1 / 8 + 2 / 8) / 2, "reward_last_quarter": (7 / 8 + 1) / 2,
                                     "frac_reward_zero_std": 0.25}
     assert reward_summary([{"step": 1, "loss": 0.1}]) == {}
+    for entry in logs[:8]:  # steps without a row of the source: TRL's history has None, its metrics NaN
+        entry["rewards/fpb/mean"] = {2: None, 8: float("nan")}.get(entry["step"], entry["step"] / 16)
+    assert reward_summary(logs, ["fpb"])["reward_by_source"] == {"fpb": {"first_quarter": 1 / 16,
+                                                                        "last_quarter": 7 / 16}}
+
+
+def test_a_source_reward_scores_its_own_rows_alone():
+    """The per-dataset reward curves of a mixed GRPO run: None (not 0) for other sources' rows, so TRL's nanmean
+    leaves them out, and each of its rows scored as the task reward scores it."""
+    from lancy.rewards import source_reward, task_reward
+
+    columns = {"prompts": ["p"] * 4, "completions": [" positive", " negative", " positive", "#### 4"],
+               "answer": ["positive", "positive", "positive", "4"], "task": ["classification"] * 3 + ["math"],
+               "labels": [["negative", "positive"]] * 3 + [[]], "source": ["fpb", "fpb", "imdb", "gsm8k"]}
+    fpb = source_reward("fpb")
+    assert fpb.__name__ == "fpb"  # TRL's name for rewards/<name>/mean
+    assert fpb(**columns) == [1.0, 0.0, None, None]
+    assert source_reward("gsm8k")(**columns) == [None, None, None, 1.0]
+    assert task_reward(**{k: v for k, v in columns.items() if k != "source"}) == [1.0, 0.0, 1.0, 1.0]
