@@ -92,7 +92,7 @@ def reward_summary(log_history: list[dict], sources: list[str] = ()) -> dict:
     """Whether GRPO learned, from its logged steps: the mean reward of the first and last quarter of the run, and
     the mean share of groups whose completions all got the same reward (those give no gradient at all). With
     `sources`, also each source's first and last quarter from its `rewards/<source>/mean` curve (steps without
-    a row of the source log NaN and are left out)."""
+    a row of the source log None or NaN and are left out)."""
     logs = [entry for entry in log_history if "reward" in entry and "frac_reward_zero_std" in entry]
     if not logs:
         return {}
