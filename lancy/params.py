@@ -113,6 +113,7 @@ class Grpo(Train):
     warmup_ratio: float = 0.0
     max_completion_length: int = 8
     temperature: float = 1.5
+    min_p: float = 0.0  # > 0: sample only tokens at least this share of the likeliest one's probability
     logging_steps: int = 1
     format_weight: float = 0.0  # > 0 adds a format reward (the task's answer shape) with this weight
     code_execution: bool = True  # run code rows' unit tests on completions in lancy.sandbox; false: compile only
@@ -358,6 +359,8 @@ def validate(params: Params) -> None:
         raise LancyError("params key `grpo.num_generations` must be >= 2 (GRPO compares completions within a group)")
     if params.grpo.batch_size % params.grpo.num_generations:
         raise LancyError("params key `grpo.batch_size` must be a multiple of `grpo.num_generations`")
+    if not 0 <= params.grpo.min_p < 1:
+        raise LancyError("params key `grpo.min_p` must be in [0, 1) (0: no min-p sampling)")
 
 
 def load_all(path: str | Path = "params.yaml", catalog: dict | None = None) -> Params:

@@ -64,7 +64,7 @@ def main() -> None:
     config = GRPOConfig(
         **training_arguments(g, CHECKPOINTS, p.seed),
         num_generations=g.num_generations, beta=g.beta, max_completion_length=g.max_completion_length,
-        temperature=g.temperature, reward_weights=[weight for _, weight in rewards],
+        temperature=g.temperature, min_p=g.min_p or None, reward_weights=[weight for _, weight in rewards],
     )
     trainer = GRPOTrainer(model=model, reward_funcs=[reward for reward, _ in rewards], args=config,
                           train_dataset=prompts, processing_class=tokenizer, callbacks=callbacks("grpo", facts))

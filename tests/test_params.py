@@ -112,6 +112,7 @@ BAD_PARAMS = {
     "corpus key not in mixture": (_drop_from_mixture, "corpus.wikitext"),
     "zero max_steps": (_set("sft.max_steps", 0), "sft.max_steps"),
     "grpo batch not a multiple of the group": (_set("grpo.batch_size", 10), "grpo.batch_size"),
+    "grpo min_p of 1 or more": (_set("grpo.min_p", 1.0), "grpo.min_p"),
 }
 
 

@@ -120,16 +120,20 @@ def test_sft_on_two_cpu_processes(workspace: Path):
 
 def test_grpo_logs_each_datasets_reward_curve(workspace: Path):
     """A GRPO run on two datasets' prompts logs each one's reward per step (rewards/<name>/mean), without NaN at
-    steps that drew none of its rows, and summarizes each curve's first and last quarter."""
+    steps that drew none of its rows, and summarizes each curve's first and last quarter. Sampling params
+    (temperature, min_p) reach TRL's config."""
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["launch"]["processes"] = 1
     params["sft"].update(max_steps=3, batch_size=2)
-    params["grpo"].update(max_steps=4, batch_size=4, num_generations=2, logging_steps=1, max_completion_length=4)
+    params["grpo"].update(max_steps=4, batch_size=4, num_generations=2, logging_steps=1, max_completion_length=4,
+                          min_p=0.05)
     (workspace / "params.yaml").write_text(yaml.safe_dump(params))
     for stage in ("pretrain", "sft"):
         if not (workspace / f"models/{stage}").exists():
             _stage(workspace, f"stages.{stage}")
     _stage(workspace, "stages.grpo")
+    config = yaml.safe_load((workspace / "metrics/grpo/params.yaml").read_text())  # the GRPOConfig, as DVCLive logs it
+    assert config["min_p"] == 0.05 and config["temperature"] == params["grpo"]["temperature"]
 
     def no_nan(constant):
         raise AssertionError(f"{constant} in metrics/grpo/metrics.json")
