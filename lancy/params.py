@@ -57,6 +57,7 @@ class Tokenize:
     packing: bool = True  # false: one document / example per row, padded per batch
     tokenizer_sample_chars: int = 10_000_000  # scratch: the BPE tokenizer trains on a seeded sample this large
     tokenizer_on_tasks: bool = False  # scratch: the tokenizer also trains on the SFT prompts and completions
+    label_tokens: bool = False  # scratch: each label word of the task rows becomes one token; other text as before
 
 
 @dataclass(frozen=True)

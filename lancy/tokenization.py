@@ -32,6 +32,19 @@ def task_texts(rows) -> Iterator[list[str]]:
         yield [prompt + completion for prompt, completion in zip(batch["prompt"], batch["completion"], strict=True)]
 
 
+def add_label_tokens(tokenizer, *tables) -> list[str]:
+    """Makes every label word of the tables' `labels` columns that the tokenizer splits one token of its own,
+    with its leading space as completions write it (` positive`), matched as a whole word only (` positively`
+    is split as before). Text without a label word tokenizes as before. Returns the tokens added."""
+    import pyarrow.compute as pc
+    from tokenizers import AddedToken
+
+    words = sorted({w for t in tables for w in pc.unique(pc.list_flatten(t.data.column("labels"))).to_pylist()})
+    split = [" " + w for w in words if len(tokenizer(" " + w, add_special_tokens=False)["input_ids"]) > 1]
+    tokenizer.add_tokens([AddedToken(word, single_word=True, normalized=False) for word in split])
+    return split
+
+
 def train_tokenizer(texts: Iterable[str] | Iterable[list[str]], vocab_size: int):
     """A byte-level BPE tokenizer trained on `texts` (or batches of texts), wrapped for transformers (EOS and
     PAD tokens set)."""

@@ -27,7 +27,7 @@ from lancy.packing import (
     token_features,
 )
 from lancy.tables import int_column, list_lengths, processes, read_table, write_table
-from lancy.tokenization import load_tokenizer, task_texts, train_tokenizer, training_texts
+from lancy.tokenization import add_label_tokens, load_tokenizer, task_texts, train_tokenizer, training_texts
 
 PARAMS = ("seed", "num_proc", "model.name", "model.vocab_size", "tokenize")
 MIXED, OUT = Path("data/mixed"), Path("data/tokenized")
@@ -51,6 +51,8 @@ def main() -> None:
         if p.tokenize.tokenizer_on_tasks:  # label words become whole tokens
             sample = itertools.chain(sample, task_texts(sft_rows))
         tokenizer = train_tokenizer(sample, p.model.vocab_size)
+        if p.tokenize.label_tokens:  # one token per label word, the corpus tokenized as without
+            print(f"label words added as tokens: {add_label_tokens(tokenizer, sft_rows, rl_rows)}")
     else:
         seq2seq = is_seq2seq(load_config(p.model.name))  # refuses a model lancy cannot train, before any work
         tokenizer = load_tokenizer(p.model.name)

@@ -3,6 +3,7 @@ tokenize, pretrain and sft via `model.name: <folder>` (encoder-decoders through 
 router losses; 4-bit parameter counts; bitsandbytes left unloaded without quantization; encoder models refused."""
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -215,23 +216,48 @@ def workspace(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("on_tasks", [False, True])
-def test_a_scratch_tokenizer_trained_on_the_tasks_writes_labels_as_single_tokens(workspace, monkeypatch, on_tasks):
+def _scratch_tokenizer(**tokenize):
+    """The tokenizer the tokenize stage trains from scratch with these `tokenize` params (in the cwd's workspace)."""
     import stages.tokenize
 
-    monkeypatch.chdir(workspace)
     original = Path("params.yaml").read_text()
     params = yaml.safe_load(original)
     params["model"]["name"] = "scratch"
-    params["tokenize"]["tokenizer_on_tasks"] = on_tasks
+    params["tokenize"].update(tokenize)
     Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
         stages.tokenize.main()
     finally:
         Path("params.yaml").write_text(original)
-    tokenizer = load_tokenizer("data/tokenized/tokenizer")
-    pieces = [len(tokenizer(" " + label, add_special_tokens=False)["input_ids"]) for label in ("positive", "negative")]
+    return load_tokenizer("data/tokenized/tokenizer")
+
+
+def _pieces(tokenizer, text: str) -> list[str]:
+    return tokenizer.convert_ids_to_tokens(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+@pytest.mark.parametrize("on_tasks", [False, True])
+def test_a_scratch_tokenizer_trained_on_the_tasks_writes_labels_as_single_tokens(workspace, monkeypatch, on_tasks):
+    monkeypatch.chdir(workspace)
+    tokenizer = _scratch_tokenizer(tokenizer_on_tasks=on_tasks, label_tokens=False)
+    pieces = [len(_pieces(tokenizer, " " + label)) for label in ("positive", "negative")]
     assert pieces == [1, 1] if on_tasks else min(pieces) > 1, pieces
+
+
+def test_label_tokens_make_each_label_word_one_token_and_leave_other_text_as_it_was(workspace, monkeypatch):
+    """`tokenize.label_tokens`: the corpus-only BPE plus one whole-word token per label word, so the perplexity of
+    text without label words is the plain tokenizer's."""
+    monkeypatch.chdir(workspace)
+    plain = _scratch_tokenizer(tokenizer_on_tasks=False, label_tokens=False)
+    labelled = _scratch_tokenizer(tokenizer_on_tasks=False, label_tokens=True)
+    assert len(labelled) == len(plain) + 2  # the imdb rows' two label words, each split by the plain tokenizer
+    assert _pieces(labelled, "Sentiment: positive")[-1:] == [" positive"]
+    assert _pieces(labelled, " negative<|endoftext|>") == [" negative", "<|endoftext|>"]
+    for text in (" positively", " nonnegative", "'positive'", "<br /><br />A film with no label word at all."):
+        assert _pieces(labelled, text) == _pieces(plain, text), text
+    wiki = read_table(Path("data/mixed/eval/wikitext"))["text"]
+    assert all(_pieces(labelled, text) == _pieces(plain, text) for text in wiki if not re.search(
+        r"\b(positive|negative)\b", text))
 
 
 @pytest.mark.parametrize("family", ["gpt2", "qwen2", "qwen3", "llama", "mixtral", "qwen3_moe", "deepseek_v3"])
