@@ -176,6 +176,15 @@ def flat_values(dataset, name: str):
                             type=dataset.data.column(name).type.value_type)
 
 
+def values_present(dataset, name: str, values) -> set:
+    """Which of `values` occur in list column `name`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    flat = flat_values(dataset, name)
+    return set(pc.unique(flat.filter(pc.is_in(flat, value_set=pa.array(list(values), flat.type)))).to_pylist())
+
+
 def rng(*key) -> np.random.Generator:
     """A numpy generator seeded from a key (seed, what for, which dataset): independent streams per key."""
     digest = hashlib.sha256("-".join(map(str, key)).encode()).digest()

@@ -45,6 +45,18 @@ def add_label_tokens(tokenizer, *tables) -> list[str]:
     return split
 
 
+def added_token_pieces(tokenizer) -> dict[int, list[int]]:
+    """Each token `add_label_tokens` added (the non-special added tokens) with the ids of the pieces the trained
+    BPE alone splits its text into: ` positive` -> ` pos`, `itive`."""
+    backend = tokenizer.backend_tokenizer
+    pieces = {}
+    for token_id, token in tokenizer.added_tokens_decoder.items():
+        if not token.special:
+            words = backend.pre_tokenizer.pre_tokenize_str(token.content)
+            pieces[token_id] = [piece.id for word, _ in words for piece in backend.model.tokenize(word)]
+    return pieces
+
+
 def train_tokenizer(texts: Iterable[str] | Iterable[list[str]], vocab_size: int):
     """A byte-level BPE tokenizer trained on `texts` (or batches of texts), wrapped for transformers (EOS and
     PAD tokens set)."""

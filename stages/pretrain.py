@@ -13,10 +13,10 @@ from transformers import Trainer, TrainingArguments, set_seed
 from lancy import params as P
 from lancy.errors import run_stage
 from lancy.files import require
-from lancy.models import build_scratch_model, load_model
+from lancy.models import build_scratch_model, embed_as_pieces, load_model
 from lancy.packing import packed_collator
-from lancy.tables import read_table
-from lancy.tokenization import load_tokenizer
+from lancy.tables import read_table, values_present
+from lancy.tokenization import added_token_pieces, load_tokenizer
 from lancy.training import (
     callbacks,
     data_shares,
@@ -73,6 +73,10 @@ def main() -> None:
     run_id = fingerprint(P.to_dict(p), [DATA / "tokenizer", DATA / "pretrain", DATA / "pretrain_val"])
     resumed_from = train(trainer, CHECKPOINTS, run_id)
     eval_loss = trainer.evaluate()["eval_loss"]  # validation loss, logged as eval/loss at the last step
+    if p.model.name == "scratch":  # label tokens (tokenize.label_tokens) the corpus never had start as their pieces
+        pieces = added_token_pieces(tokenizer)
+        seen = values_present(train_set, "input_ids", pieces)
+        embed_as_pieces(trainer.model, {token: ids for token, ids in pieces.items() if token not in seen})
     finish(trainer, tokenizer, OUT, CHECKPOINTS,
            {**facts, "val_perplexity": math.exp(eval_loss), "resumed_from_step": resumed_from})
 

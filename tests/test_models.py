@@ -260,6 +260,41 @@ def test_label_tokens_make_each_label_word_one_token_and_leave_other_text_as_it_
         r"\b(positive|negative)\b", text))
 
 
+def test_label_tokens_the_corpus_never_had_leave_pretraining_as_their_pieces_mean(workspace, monkeypatch):
+    """An added label token absent from the pretraining rows is only ever pushed down, like every unseen token, so
+    ` positive` and ` negative` come out of pretraining nearly parallel and SFT can stall at chance (seed 2 did).
+    The pretrain stage gives such a token the mean of its pieces' embeddings; a label word the corpus has keeps
+    its trained row."""
+    import stages.pretrain
+    from lancy.tables import values_present, write_table
+    from lancy.tokenization import added_token_pieces
+
+    monkeypatch.chdir(workspace)
+    original = Path("params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["model"].update(vocab_size=512, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        tokenizer = _scratch_tokenizer(tokenizer_on_tasks=False, label_tokens=True)
+        pieces = added_token_pieces(tokenizer)
+        positive, negative = (tokenizer.convert_tokens_to_ids(word) for word in (" positive", " negative"))
+        assert set(pieces) == {positive, negative}
+        assert ["".join(tokenizer.convert_ids_to_tokens(pieces[t])) for t in (positive, negative)] == [
+            "Ġpositive", "Ġnegative"] and min(len(ids) for ids in pieces.values()) > 1
+        blocks = read_table(Path("data/tokenized/pretrain"))
+        assert values_present(blocks, "input_ids", pieces) == set()  # the corpus (wikitext) has no label word
+        # ... until one block starts with ` positive`
+        blocks = blocks.map(lambda row, i: {"input_ids": [positive] + row["input_ids"][1:]} if i == 0 else row,
+                            with_indices=True)
+        write_table(blocks, Path("data/tokenized/pretrain"))
+        stages.pretrain.main()
+    finally:
+        Path("params.yaml").write_text(original)
+    weight = load_model("models/pretrain").get_input_embeddings().weight.detach()
+    assert torch.equal(weight[negative], weight[pieces[negative]].mean(dim=0))
+    assert not torch.allclose(weight[positive], weight[pieces[positive]].mean(dim=0))
+
+
 @pytest.mark.parametrize("family", ["gpt2", "qwen2", "qwen3", "llama", "mixtral", "qwen3_moe", "deepseek_v3"])
 def test_family_through_tokenize_pretrain_and_sft(folders, workspace, family, monkeypatch):
     import stages.pretrain
