@@ -12,7 +12,15 @@ import torch
 import yaml
 
 from lancy.errors import LancyError
-from lancy.models import apply_lora, load_config, load_model, memory_estimate, moe_facts, parameter_counts
+from lancy.models import (
+    apply_lora,
+    embed_as_pieces,
+    load_config,
+    load_model,
+    memory_estimate,
+    moe_facts,
+    parameter_counts,
+)
 from lancy.tables import read_table
 from lancy.tokenization import load_tokenizer, train_tokenizer
 
@@ -293,6 +301,22 @@ def test_label_tokens_the_corpus_never_had_leave_pretraining_as_their_pieces_mea
     weight = load_model("models/pretrain").get_input_embeddings().weight.detach()
     assert torch.equal(weight[negative], weight[pieces[negative]].mean(dim=0))
     assert not torch.allclose(weight[positive], weight[pieces[positive]].mean(dim=0))
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_embed_as_pieces_sets_the_embedding_and_an_untied_output_row(tied):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                         vocab_size=40, tie_word_embeddings=tied)
+    model = LlamaForCausalLM(config)
+    before = model.lm_head.weight.detach().clone()
+    embed_as_pieces(model, {39: [3, 4, 5]})
+    embedding, output = model.get_input_embeddings().weight.detach(), model.lm_head.weight.detach()
+    assert torch.equal(embedding[39], embedding[3:6].mean(dim=0))
+    assert torch.equal(output[39], output[3:6].mean(dim=0)) and not torch.equal(output[39], before[39])
+    assert torch.equal(output[:39], before[:39]) and (output.data_ptr() == embedding.data_ptr()) == tied
 
 
 @pytest.mark.parametrize("family", ["gpt2", "qwen2", "qwen3", "llama", "mixtral", "qwen3_moe", "deepseek_v3"])
