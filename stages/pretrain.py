@@ -73,8 +73,8 @@ def main() -> None:
     run_id = fingerprint(P.to_dict(p), [DATA / "tokenizer", DATA / "pretrain", DATA / "pretrain_val"])
     resumed_from = train(trainer, CHECKPOINTS, run_id)
     eval_loss = trainer.evaluate()["eval_loss"]  # validation loss, logged as eval/loss at the last step
-    if p.model.name == "scratch":  # label tokens (tokenize.label_tokens) the corpus never had start as their pieces
-        pieces = added_token_pieces(tokenizer)
+    # label tokens (tokenize.label_tokens) the corpus never had start as their pieces; no scan of the corpus without
+    if p.model.name == "scratch" and (pieces := added_token_pieces(tokenizer)):
         seen = values_present(train_set, "input_ids", pieces)
         embed_as_pieces(trainer.model, {token: ids for token, ids in pieces.items() if token not in seen})
     finish(trainer, tokenizer, OUT, CHECKPOINTS,

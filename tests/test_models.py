@@ -1,6 +1,7 @@
 """Model families from local folders: tiny random-weight models of each family's config class go through
 tokenize, pretrain and sft via `model.name: <folder>` (encoder-decoders through sft and evaluate); MoE facts and
 router losses; 4-bit parameter counts; bitsandbytes left unloaded without quantization; encoder models refused."""
+import contextlib
 import json
 import math
 import re
@@ -224,19 +225,26 @@ def workspace(tmp_path_factory) -> Path:
     return root
 
 
+@contextlib.contextmanager
+def _params(**sections):
+    """The cwd's params.yaml with these sections updated, restored afterwards."""
+    original = Path("params.yaml").read_text()
+    params = yaml.safe_load(original)
+    for section, values in sections.items():
+        params[section].update(values)
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        yield
+    finally:
+        Path("params.yaml").write_text(original)
+
+
 def _scratch_tokenizer(**tokenize):
     """The tokenizer the tokenize stage trains from scratch with these `tokenize` params (in the cwd's workspace)."""
     import stages.tokenize
 
-    original = Path("params.yaml").read_text()
-    params = yaml.safe_load(original)
-    params["model"]["name"] = "scratch"
-    params["tokenize"].update(tokenize)
-    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    try:
+    with _params(model={"name": "scratch"}, tokenize=tokenize):
         stages.tokenize.main()
-    finally:
-        Path("params.yaml").write_text(original)
     return load_tokenizer("data/tokenized/tokenizer")
 
 
@@ -278,11 +286,7 @@ def test_label_tokens_the_corpus_never_had_leave_pretraining_as_their_pieces_mea
     from lancy.tokenization import added_token_pieces
 
     monkeypatch.chdir(workspace)
-    original = Path("params.yaml").read_text()
-    params = yaml.safe_load(original)
-    params["model"].update(vocab_size=512, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)
-    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    try:
+    with _params(model=dict(vocab_size=512, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64)):
         tokenizer = _scratch_tokenizer(tokenizer_on_tasks=False, label_tokens=True)
         pieces = added_token_pieces(tokenizer)
         positive, negative = (tokenizer.convert_tokens_to_ids(word) for word in (" positive", " negative"))
@@ -296,8 +300,6 @@ def test_label_tokens_the_corpus_never_had_leave_pretraining_as_their_pieces_mea
                             with_indices=True)
         write_table(blocks, Path("data/tokenized/pretrain"))
         stages.pretrain.main()
-    finally:
-        Path("params.yaml").write_text(original)
     weight = load_model("models/pretrain").get_input_embeddings().weight.detach()
     assert torch.equal(weight[negative], weight[pieces[negative]].mean(dim=0))
     assert not torch.allclose(weight[positive], weight[pieces[positive]].mean(dim=0))
