@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 from transformers.integrations import DVCLiveCallback, TensorBoardCallback
 
 from lancy.files import atomic_dir
@@ -45,6 +45,49 @@ def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
+
+
+def fused_lm_head(model) -> None:
+    """Give a causal LM TRL's fused LM head: `model(..., labels=labels, fused_lm_head=True)` projects through the
+    head only the positions whose next token is labelled and returns their mean negative log-likelihood as
+    `loss`: the model's own loss and gradients, without the logits of the unlabelled positions
+    (tests/test_packing.py).
+
+    For SFT, whose labels are the completions only (12% of the embedded default's tokens), this skips most of
+    the head's matrix products and softmaxes. Pretraining, where every position is labelled, keeps the model's
+    own head: TRL's chunked head recomputes the logits in its backward pass and is slower there on the CPU.
+    Call it before `apply_lora` (PEFT then wraps the patched model).
+    """
+    from trl.trainer.utils import add_fused_lm_head
+
+    score_labelled_positions_only()
+    add_fused_lm_head(model)
+
+
+def score_labelled_positions_only() -> None:
+    """Make TRL's fused LM head (GRPO's, and `fused_lm_head`'s) score only the labelled positions on every device.
+
+    TRL 1.16 does so only where its Triton kernel runs (CUDA, XPU) and scores every position elsewhere, so
+    that compilers such as Neuron's (XLA) see fixed shapes. Eager PyTorch on the CPU has no such need, and
+    scoring the prompts too cost GRPO half of each step on 2 CPU cores, for the same losses (README: Results).
+    In `trl.trainer.utils`, `_use_triton` makes only that choice; which kernel runs is decided in
+    `trl.kernels.chunked_logprob`, untouched. tests/test_packing.py checks which positions reach the head, so a
+    TRL upgrade that moves the choice fails there.
+    """
+    from trl.trainer import utils
+
+    utils._use_triton = _compact_scoring
+
+
+def _compact_scoring(device) -> bool:
+    return device.type != "xla"
+
+
+class FusedLossTrainer(Trainer):
+    """A Trainer whose loss goes through the fused LM head (`fused_lm_head`): the labelled positions only."""
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        return super().compute_loss(model, {**inputs, "fused_lm_head": True}, *args, **kwargs)
 
 
 def _save_model(model, folder: Path, lora, base: str | None) -> None:

@@ -25,6 +25,7 @@ from lancy.training import (
     keep_untrained,
     reward_summary,
     run_facts,
+    score_labelled_positions_only,
     train,
     training_arguments,
 )
@@ -66,6 +67,7 @@ def main() -> None:
         num_generations=g.num_generations, beta=g.beta, max_completion_length=g.max_completion_length,
         temperature=g.temperature, min_p=g.min_p or None, reward_weights=[weight for _, weight in rewards],
     )
+    score_labelled_positions_only()  # the completions' log-probabilities, not the prompts'
     trainer = GRPOTrainer(model=model, reward_funcs=[reward for reward, _ in rewards], args=config,
                           train_dataset=prompts, processing_class=tokenizer, callbacks=callbacks("grpo", facts))
     resumed_from = train(trainer, CHECKPOINTS, fingerprint(P.to_dict(p), [BASE, DATA]))

@@ -14,7 +14,17 @@ from lancy.models import apply_lora, is_seq2seq, load_model
 from lancy.packing import packed_collator
 from lancy.tables import read_table
 from lancy.tokenization import load_tokenizer
-from lancy.training import callbacks, data_shares, fingerprint, finish, run_facts, train, training_arguments
+from lancy.training import (
+    FusedLossTrainer,
+    callbacks,
+    data_shares,
+    fingerprint,
+    finish,
+    fused_lm_head,
+    run_facts,
+    train,
+    training_arguments,
+)
 
 PARAMS = ("seed", "model.attention", "tokenize.max_length", "sft")
 BASE, DATA = Path("models/pretrain"), Path("data/tokenized/sft")
@@ -27,17 +37,21 @@ def main() -> None:
     require(BASE, DATA, SOURCES)
     tokenizer = load_tokenizer(str(BASE))
     set_seed(p.seed)  # LoRA adapters start from seeded random weights
-    model = apply_lora(load_model(str(BASE), p.model.attention, p.sft.lora.quantize), p.sft.lora)
+    model = load_model(str(BASE), p.model.attention, p.sft.lora.quantize)
+    causal = not is_seq2seq(model.config)
+    if causal:  # the loss projects only the completions' positions through the LM head
+        fused_lm_head(model)
+    model = apply_lora(model, p.sft.lora)
     train_set = read_table(DATA)
     mixture = data_shares(json.loads(SOURCES.read_text()))
     facts = run_facts(model, p.sft, p.tokenize.max_length, train_rows=len(train_set), data=mixture)
     args = TrainingArguments(**training_arguments(p.sft, CHECKPOINTS, p.seed), remove_unused_columns=False)
-    if is_seq2seq(model.config):  # encoder-decoder: prompts in, completions as labels, padded per batch
-        collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
-    else:
+    if causal:
         collator = packed_collator(model, tokenizer.pad_token_id)  # as its attention keeps examples apart
-    trainer = Trainer(model=model, args=args, train_dataset=train_set, data_collator=collator,
-                      callbacks=callbacks("sft", facts))
+    else:  # encoder-decoder: prompts in, completions as labels, padded per batch
+        collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
+    trainer = (FusedLossTrainer if causal else Trainer)(
+        model=model, args=args, train_dataset=train_set, data_collator=collator, callbacks=callbacks("sft", facts))
     resumed_from = train(trainer, CHECKPOINTS, fingerprint(P.to_dict(p), [BASE, DATA]))
     finish(trainer, tokenizer, OUT, CHECKPOINTS, {**facts, "resumed_from_step": resumed_from}, p.sft.lora, str(BASE))
 

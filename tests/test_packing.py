@@ -517,3 +517,67 @@ def test_flash_attention_keeps_flattened_pretraining_blocks_apart(flash_kernel):
         row_wise = _tiny_llama("sdpa")(**PackedCollator(PAD)(blocks)).loss
     assert flash_kernel == [("varlen", [16, 16, 16])] * model.config.num_hidden_layers
     torch.testing.assert_close(loss, row_wise, atol=1e-5, rtol=0)
+
+
+# --- the fused LM head: only the labelled positions --------------------------------------------------------------
+
+@pytest.fixture
+def head_rows(monkeypatch):
+    """The number of positions each call of TRL's fused LM head projects through the head."""
+    import trl.trainer.utils as trl_utils
+    from trl.kernels.chunked_logprob import _use_triton
+
+    rows, function = [], trl_utils._ChunkedLogProbFunction
+
+    class Recording(function):
+        @staticmethod
+        def forward(ctx, hidden_states, *args):
+            rows.append(hidden_states.shape[0])
+            return function.forward(ctx, hidden_states, *args)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Recording)
+    monkeypatch.setattr(trl_utils, "_use_triton", _use_triton)  # TRL's own, and again TRL's after the test
+    return rows
+
+
+@pytest.mark.parametrize("lora", [False, True])
+@pytest.mark.parametrize("attention", ["sdpa", FLASH])
+def test_fused_head_loss_and_gradients_equal_the_models_own(attention, lora, sft_examples, packed_rows, flash_kernel,
+                                                           head_rows):
+    """SFT's loss through the fused head (lancy.training.fused_lm_head): on the CPU, only the positions whose next
+    token is labelled reach the head, and the loss and every gradient are the model's own on the packed batch."""
+    from types import SimpleNamespace as Lora
+
+    from lancy.models import apply_lora
+    from lancy.training import fused_lm_head
+
+    lora_params = Lora(enabled=lora, r=4, alpha=8, dropout=0.0, target_modules="all-linear", quantize="none")
+    own, fused = _tiny_llama(attention).train(), _tiny_llama(attention).train()
+    fused_lm_head(fused)
+    own, fused = (torch.manual_seed(1) and apply_lora(model, lora_params) for model in (own, fused))  # same adapters
+    batch = packed_collator(own, PAD)(packed_rows)
+    labelled = int((batch["labels"][:, 1:] != IGNORE).sum())
+
+    own_loss = own(**batch).loss
+    fused_loss = fused(**batch, fused_lm_head=True).loss
+    assert head_rows == [labelled] and labelled < batch["labels"].numel() / 2
+    torch.testing.assert_close(fused_loss, own_loss, atol=1e-5, rtol=0)
+    own_loss.backward()
+    fused_loss.backward()
+    trained = [(name, p) for name, p in own.named_parameters() if p.requires_grad]
+    assert trained and len(trained) == sum(p.requires_grad for p in fused.parameters())
+    for (name, p), q in zip(trained, (q for q in fused.parameters() if q.requires_grad), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_without_lancys_setting_trl_scores_every_position_on_the_cpu(packed_rows, head_rows):
+    """What `score_labelled_positions_only` changes: TRL alone projects the prompts' positions too on the CPU."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    model = _tiny_llama("sdpa")
+    add_fused_lm_head(model)
+    batch = packed_collator(model, PAD)(packed_rows)
+    with torch.no_grad():
+        model(**batch, fused_lm_head=True)
+    rows, width = batch["input_ids"].shape
+    assert head_rows == [rows * (width - 1)]
