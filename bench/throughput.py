@@ -2,7 +2,8 @@
 
 1. tokenize + pack throughput of the tokenize stage's code against a per-example `datasets.map`
 2. packing efficiency: SFT packing vs padded batches at max_length 512, and pretraining blocks
-3. SFT training: packed vs padded, same model init, same data, same real tokens per optimizer step
+3. SFT training: packed vs padded, same model init, same data, same real tokens per optimizer step; and packed
+   with the SFT stage's fused LM head (only the completions' positions projected) against the model's own head
 """
 import random
 import time
@@ -153,23 +154,29 @@ def bench_training(examples: list[dict], held_out: list[dict], tokenizer, steps:
     """Packed vs padded SFT: same init, and every optimizer step sees the same examples either way.
 
     Each step takes consecutive examples (seeded order) up to rows_per_step x 512 x 0.95 real tokens; the
-    padded run pads them to the longest (with an attention mask), the packed run packs them best-fit into
-    512-token rows (no mask, restarting position_ids). Quality parity: the held-out completion loss after
-    both runs.
+    padded run pads them to the longest (with an attention mask), the packed runs pack them best-fit into
+    512-token rows (no mask, restarting position_ids). `packed_fused` is the packed run through the SFT stage's
+    fused LM head (lancy.training.fused_lm_head). Quality parity: the held-out completion loss after each run.
     """
     from datasets import Dataset
+
+    from lancy.training import fused_lm_head
 
     pad = tokenizer.pad_token_id
     steps_examples = token_batches(random.Random(0).sample(examples, len(examples)),
                                    int(rows_per_step * MAX_LENGTH * 0.95))[:steps]
-    collate = {"packed": PackedCollator(pad), "padded": lambda batch: _pad_collate(batch, pad)}
+    collate = {"packed": PackedCollator(pad), "packed_fused": lambda rows: {**PackedCollator(pad)(rows),
+                                                                            "fused_lm_head": True},
+               "padded": lambda batch: _pad_collate(batch, pad)}
     results = {}
-    for name in ("packed", "padded"):
+    for name in ("packed", "padded", "packed_fused"):
         model = _model(len(tokenizer), seed=0)
+        if name == "packed_fused":
+            fused_lm_head(model)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         real, slots, elapsed = 0, 0, 0.0
         for batch in steps_examples:
-            rows = list(pack_sft(Dataset.from_list(batch), MAX_LENGTH)) if name == "packed" else batch
+            rows = batch if name == "padded" else list(pack_sft(Dataset.from_list(batch), MAX_LENGTH))
             inputs = collate[name](rows)
             start = time.perf_counter()
             loss = model(**inputs).loss
@@ -185,6 +192,8 @@ def bench_training(examples: list[dict], held_out: list[dict], tokenizer, steps:
         }
     results["speedup"] = results["packed"]["real_tokens_per_s"] / results["padded"]["real_tokens_per_s"]
     results["loss_gap"] = abs(results["packed"]["held_out_loss"] / results["padded"]["held_out_loss"] - 1)
+    results["fused_speedup"] = results["packed_fused"]["real_tokens_per_s"] / results["packed"]["real_tokens_per_s"]
+    results["fused_loss_gap"] = abs(results["packed_fused"]["held_out_loss"] / results["packed"]["held_out_loss"] - 1)
     return results
 
 
