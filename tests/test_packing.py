@@ -554,7 +554,11 @@ def test_fused_head_loss_and_gradients_equal_the_models_own(attention, lora, sft
     lora_params = Lora(enabled=lora, r=4, alpha=8, dropout=0.0, target_modules="all-linear", quantize="none")
     own, fused = _tiny_llama(attention).train(), _tiny_llama(attention).train()
     fused_lm_head(fused)
-    own, fused = (torch.manual_seed(1) and apply_lora(model, lora_params) for model in (own, fused))  # same adapters
+    adapted = []
+    for model in (own, fused):
+        torch.manual_seed(1)  # the same adapters on both
+        adapted.append(apply_lora(model, lora_params))
+    own, fused = adapted
     batch = packed_collator(own, PAD)(packed_rows)
     labelled = int((batch["labels"][:, 1:] != IGNORE).sum())
 
