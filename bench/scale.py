@@ -54,7 +54,7 @@ def write_corpus(folder: Path, chars: int) -> int:
 
 def params(work: Path, chars: int, rows: int, num_proc: int) -> None:
     base = yaml.safe_load((REPO / "params.yaml").read_text())
-    base.update(num_proc=num_proc, mixture={"sst2": 1.0, "wikitext": 0.0}, corpus={"wikitext": 1.0})
+    base.update(num_proc=num_proc, mixture={"sst2": 1.0, "wikitext": 0.0}, rl_mixture={}, corpus={"wikitext": 1.0})
     base["data"].update(source="local", train_rows=rows, test_rows=200,
                         local={"wikitext": str(work / "wikitext"), "sst2": str(REAL / "glue" / "sst2")})
     base["mix"].update(sft_rows=2000, rl_rows=64, corpus_chars=int(chars / 1.1))  # room for validation, held-out

@@ -66,6 +66,18 @@ def test_gpu_script_stops_when_packed_examples_attend_to_each_other(monkeypatch)
         gpu_sft.check_packing(gpu_sft.model_config(smoke=True), "sdpa", "cpu", row_length=1024)
 
 
+def test_scale_params_are_valid(tmp_path):
+    """The scale benchmark's params.yaml passes lancy's validation, dataset names included (a default key that
+    names a dataset it leaves out, such as `rl_mixture`, once stopped `make bench` at its first stage)."""
+    from bench.scale import params
+    from lancy.catalog import CATALOG
+    from lancy.params import load_all
+
+    params(tmp_path, chars=10**6, rows=1000, num_proc=1)
+    loaded = load_all(tmp_path / "params.yaml", CATALOG)
+    assert set(loaded.mixture) == {"sst2", "wikitext"} and loaded.data.source == "local"
+
+
 def test_scale_table_checks_each_target():
     """bench/scale.py's verdicts from its results: memory ratios, the 1B excess, time growth, processes, raw ratio."""
     from bench.scale import BILLION, table
