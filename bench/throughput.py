@@ -117,15 +117,21 @@ def bench_packing(examples, corpus_docs, batch_size: int = 8) -> dict:
     }
 
 
-def _model(vocab_size: int, seed: int):
+def _model(vocab_size: int, seed: int, fused: bool = False):
+    """The embedded default's Llama; `fused`: with the SFT stage's fused LM head (called with fused_lm_head=True)."""
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from lancy.training import fused_lm_head
 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
                          num_key_value_heads=4, intermediate_size=512, max_position_embeddings=MAX_LENGTH,
                          tie_word_embeddings=True)
     config._attn_implementation = "sdpa"
-    return LlamaForCausalLM(config)
+    model = LlamaForCausalLM(config)
+    if fused:
+        fused_lm_head(model)
+    return model
 
 
 def _pad_collate(batch: list[dict], pad_id: int) -> dict:
@@ -161,19 +167,15 @@ def bench_training(examples: list[dict], held_out: list[dict], tokenizer, steps:
     """
     from datasets import Dataset
 
-    from lancy.training import fused_lm_head
-
     pad = tokenizer.pad_token_id
     steps_examples = token_batches(random.Random(0).sample(examples, len(examples)),
                                    int(rows_per_step * MAX_LENGTH * 0.95))[:steps]
-    collate = {"packed": PackedCollator(pad), "packed_fused": lambda rows: {**PackedCollator(pad)(rows),
-                                                                            "fused_lm_head": True},
+    packed = PackedCollator(pad)
+    collate = {"packed": packed, "packed_fused": lambda rows: {**packed(rows), "fused_lm_head": True},
                "padded": lambda batch: _pad_collate(batch, pad)}
     results = {}
     for name in ("packed", "padded", "packed_fused"):
-        model = _model(len(tokenizer), seed=0)
-        if name == "packed_fused":
-            fused_lm_head(model)
+        model = _model(len(tokenizer), seed=0, fused=name == "packed_fused")
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         real, slots, elapsed = 0, 0, 0.0
         for batch in steps_examples:
@@ -201,19 +203,14 @@ def bench_training(examples: list[dict], held_out: list[dict], tokenizer, steps:
 def bench_head_by_share(shares=(0.1, 0.25, 0.5, 1.0), steps: int = 6, vocab_size: int = 4096) -> dict:
     """Seconds per training step (forward, backward, AdamW) of the embedded default's model on 16 x 256 random
     tokens, a seeded random `share` of them labelled, with the model's own LM head and with the fused one."""
-    from lancy.training import fused_lm_head
-
     results = {}
     for share in shares:
         generator = torch.Generator().manual_seed(0)
         ids = torch.randint(0, vocab_size, (16, 256), generator=generator)
         labels = ids.masked_fill(torch.rand(ids.shape, generator=generator) >= share, IGNORE)
         for name in ("own", "fused"):
-            model = _model(vocab_size, seed=0)
-            extra = {}
-            if name == "fused":
-                fused_lm_head(model)
-                extra = {"fused_lm_head": True}
+            model = _model(vocab_size, seed=0, fused=name == "fused")
+            extra = {"fused_lm_head": True} if name == "fused" else {}
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
             for step in range(steps + 1):  # the first step warms up
                 if step == 1:
