@@ -123,6 +123,7 @@ def run_facts(model, section, tokens_per_row: int, **extra) -> dict:
         **memory_estimate(counts["total_params"]),
         "device": device,
         "dtype": str(dtype).removeprefix("torch."),
+        "cpu_kernels": _cpu_kernels() if device == "cpu" else None,
         "attention": model.config._attn_implementation,
         "processes": processes,
         "effective_batch_size": effective_batch,
@@ -130,6 +131,13 @@ def run_facts(model, section, tokens_per_row: int, **extra) -> dict:
         "epochs": section.epochs or None,
         **extra,
     }
+
+
+def _cpu_kernels() -> str:
+    """The instruction set of PyTorch's CPU kernels in this process: AVX2 wherever lancy.cpu_kernels applies."""
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
 
 
 def reward_summary(log_history: list[dict], sources: list[str] = ()) -> dict:

@@ -9,6 +9,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
+import lancy  # noqa: E402,F401  (before any test module imports torch: the pipeline's CPU kernels, lancy.cpu_kernels)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lancy.cpu_kernels import cpu_flags
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "data": {"train_rows": 200, "test_rows": 20},
@@ -98,6 +100,8 @@ def test_step_zero_facts_in_tensorboard_and_metrics(workspace: Path):
     summary = json.loads((workspace / "metrics/pretrain/metrics.json").read_text())
     assert summary["attention"] == "sdpa" and summary["device"] == "cpu" and summary["dtype"] == "float32"
     assert summary["total_params"] == params[0].value
+    if {"avx2", "fma"} <= cpu_flags():  # lancy.cpu_kernels: the AVX2 kernels, whatever wider ones the CPU has
+        assert summary["cpu_kernels"] == "AVX2"
 
 
 def test_sft_on_two_cpu_processes(workspace: Path):
