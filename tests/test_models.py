@@ -169,13 +169,15 @@ Trainer(model=model, args=args, train_dataset=rows).train()
 model.merge_and_unload()
 assert "bitsandbytes" not in sys.modules, "bitsandbytes loaded without quantization"
 import peft.tuners.lora.model as lora
+print("QUANTIZING", file=sys.stderr, flush=True)
 quantized = apply_lora(load_model({str(folders["llama"])!r}, quantize="4bit"), Lora(enabled=True, r=4, alpha=8))
 assert "bitsandbytes" in sys.modules and lora.is_bnb_4bit_available()
 assert type(quantized.base_model.model.model.layers[0].mlp.up_proj).__name__ == "Linear4bit", quantized
 """
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "gemm_4bit" not in result.stderr.split("Linear4bit")[0]
+    # bitsandbytes warns about its CPU kernels when it loads, on CPUs with AVX512-BF16: only once quantizing
+    assert "gemm_4bit" not in result.stderr.split("QUANTIZING")[0] and "QUANTIZING" in result.stderr
 
 
 def test_dense_model_and_memory_estimate(folders):
