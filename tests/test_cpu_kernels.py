@@ -4,12 +4,14 @@ import hashlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from lancy.cpu_kernels import SETTINGS, cpu_flags, portable_settings
 
+REPO = Path(__file__).resolve().parents[1]
 AVX2 = {"avx2", "fma"} <= cpu_flags()
 needs_avx2 = pytest.mark.skipif(not AVX2, reason="the CPU has no AVX2 and FMA (or no /proc/cpuinfo): native kernels")
 
@@ -34,8 +36,8 @@ def test_cpu_flags_are_the_first_cpus(tmp_path):
 def _in_a_stage_process(code: str, **env) -> str:
     """What `code` prints in a fresh process that imports a stage module first, as `python -m stages.<name>` does."""
     environ = {k: v for k, v in os.environ.items() if k not in SETTINGS} | env
-    return subprocess.run([sys.executable, "-c", f"import stages.download\n{code}"], env=environ, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run([sys.executable, "-c", f"import stages.download\n{code}"], env=environ, cwd=REPO,
+                          check=True, capture_output=True, text=True).stdout.strip()
 
 
 @needs_avx2
@@ -67,7 +69,7 @@ def _trained_weights_digest() -> str:
 
 
 # Computed on an AVX-512 AMD EPYC with lancy's settings (2 threads; 1, 4 and 8 gave the same). The same settings
-# reproduced, byte for byte, the committed default run made on an AVX2 EPYC (README: Reproducibility).
+# reproduced, byte for byte, the committed default run made on an AVX2 EPYC (README, The pipeline).
 AVX2_DIGEST = "6efd6b1982efda104cb1947c78f99d550025977eabe1b21333e2b552b992260b"
 
 
