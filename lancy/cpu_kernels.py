@@ -33,9 +33,14 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
     return set(line.partition(":")[2].split())
 
 
+def has_avx2(flags: set[str]) -> bool:
+    """Whether a CPU with these flags runs ATen's AVX2 kernels, which need FMA too."""
+    return {"avx2", "fma"} <= flags
+
+
 def portable_settings(flags: set[str], environ) -> dict[str, str]:
     """The variables to set: SETTINGS where the CPU has AVX2 and FMA, less those the environment already sets."""
-    if not {"avx2", "fma"} <= flags:
+    if not has_avx2(flags):
         return {}
     return {name: value for name, value in SETTINGS.items() if name not in environ}
 
