@@ -117,11 +117,12 @@ def bench_packing(examples, corpus_docs, batch_size: int = 8) -> dict:
     }
 
 
-def _model(vocab_size: int, seed: int, fused: bool = False):
-    """The embedded default's Llama; `fused`: with the SFT stage's fused LM head (called with fused_lm_head=True)."""
+def _model(vocab_size: int, seed: int, head: str = "own"):
+    """The embedded default's Llama with its own LM head, SFT's `fused` one (called with fused_lm_head=True) or
+    pretraining's `chunked` loss."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from lancy.training import fused_lm_head
+    from lancy.training import chunked_lm_loss, fused_lm_head
 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
@@ -129,8 +130,10 @@ def _model(vocab_size: int, seed: int, fused: bool = False):
                          tie_word_embeddings=True)
     config._attn_implementation = "sdpa"
     model = LlamaForCausalLM(config)
-    if fused:
+    if head == "fused":
         fused_lm_head(model)
+    elif head == "chunked" and not chunked_lm_loss(model):
+        raise RuntimeError("the chunked loss did not apply to the benchmark's model")
     return model
 
 
@@ -175,7 +178,7 @@ def bench_training(examples: list[dict], held_out: list[dict], tokenizer, steps:
                "padded": lambda batch: _pad_collate(batch, pad)}
     results = {}
     for name in ("packed", "padded", "packed_fused"):
-        model = _model(len(tokenizer), seed=0, fused=name == "packed_fused")
+        model = _model(len(tokenizer), seed=0, head="fused" if name == "packed_fused" else "own")
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         real, slots, elapsed = 0, 0, 0.0
         for batch in steps_examples:
@@ -202,24 +205,31 @@ def bench_training(examples: list[dict], held_out: list[dict], tokenizer, steps:
 
 def bench_head_by_share(shares=(0.1, 0.25, 0.5, 1.0), steps: int = 6, vocab_size: int = 4096) -> dict:
     """Seconds per training step (forward, backward, AdamW) of the embedded default's model on 16 x 256 random
-    tokens, a seeded random `share` of them labelled, with the model's own LM head and with the fused one."""
+    tokens, a seeded random `share` of them labelled, with the model's own LM head, SFT's fused one and
+    pretraining's chunked loss; and the loss gap of the chunked loss to the model's own at the first step."""
     results = {}
     for share in shares:
         generator = torch.Generator().manual_seed(0)
         ids = torch.randint(0, vocab_size, (16, 256), generator=generator)
         labels = ids.masked_fill(torch.rand(ids.shape, generator=generator) >= share, IGNORE)
-        for name in ("own", "fused"):
-            model = _model(vocab_size, seed=0, fused=name == "fused")
+        for name in ("own", "fused", "chunked"):
+            model = _model(vocab_size, seed=0, head=name)
             extra = {"fused_lm_head": True} if name == "fused" else {}
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
             for step in range(steps + 1):  # the first step warms up
                 if step == 1:
                     start = time.perf_counter()
-                model(input_ids=ids, labels=labels, use_cache=False, **extra).loss.backward()
+                loss = model(input_ids=ids, labels=labels, use_cache=False, **extra).loss
+                if step == 0:
+                    results.setdefault(str(share), {})[f"{name}_first_loss"] = loss.item()
+                loss.backward()
                 optimizer.step()
                 optimizer.zero_grad()
             results.setdefault(str(share), {})[name] = (time.perf_counter() - start) / steps
-        results[str(share)]["speedup"] = results[str(share)]["own"] / results[str(share)]["fused"]
+        result = results[str(share)]
+        result["speedup"] = result["own"] / result["fused"]
+        result["chunked_speedup"] = result["own"] / result["chunked"]
+        result["chunked_loss_gap"] = abs(result["chunked_first_loss"] / result["own_first_loss"] - 1)
     return results
 
 

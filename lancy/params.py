@@ -95,6 +95,7 @@ class Pretrain(Train):
     weight_decay: float = 0.01
     eval_steps: int = 0  # 0: every quarter of max_steps
     load_best_model_at_end: bool = False  # keep the checkpoint with the lowest validation loss (a slice of train text)
+    chunked_loss: bool = False  # CPU: the loss through PyTorch's chunked linear cross-entropy (lancy.training)
 
 
 @dataclass(frozen=True)

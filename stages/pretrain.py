@@ -19,6 +19,7 @@ from lancy.tables import read_table, values_present
 from lancy.tokenization import added_token_pieces, load_tokenizer
 from lancy.training import (
     callbacks,
+    chunked_lm_loss,
     data_shares,
     fingerprint,
     finish,
@@ -52,7 +53,9 @@ def main() -> None:
     eval_set = read_table(DATA / "pretrain_val")
 
     mixture = data_shares(json.loads((DATA / "pretrain_sources.json").read_text()))
-    facts = run_facts(model, p.pretrain, p.tokenize.max_length, train_rows=len(train_set), data=mixture)
+    chunked = p.pretrain.chunked_loss and chunked_lm_loss(model)  # False where it does not apply
+    facts = run_facts(model, p.pretrain, p.tokenize.max_length, train_rows=len(train_set), data=mixture,
+                      chunked_loss=chunked)
     if not pretraining:
         keep_untrained(model, tokenizer, OUT, "pretrain", facts)
         return

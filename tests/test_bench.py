@@ -95,3 +95,13 @@ def test_scale_table_checks_each_target():
     assert not verdicts["mix: peak memory 1B - 10M chars"]  # 3 GiB above
     assert not verdicts["tokenize: time 100M / 10M chars"]  # 13x > 12x
     assert verdicts["tokenize + pack, 2 processes / 1"] and verdicts["tokenize + pack / raw encode_batch"]
+
+
+def test_head_bench_times_the_three_heads_on_the_same_loss():
+    """bench.throughput.bench_head_by_share: the model's own head, SFT's fused one and pretraining's chunked loss
+    start from the same loss (what makes their timings comparable)."""
+    from bench.throughput import bench_head_by_share
+
+    result = bench_head_by_share(shares=(1.0,), steps=1, vocab_size=512)["1.0"]
+    assert all(result[name] > 0 for name in ("own", "fused", "chunked"))
+    assert result["chunked_loss_gap"] < 1e-6 and abs(result["fused_first_loss"] / result["own_first_loss"] - 1) < 1e-6

@@ -585,3 +585,141 @@ def test_without_lancys_setting_trl_scores_every_position_on_the_cpu(packed_rows
         model(**batch, fused_lm_head=True)
     rows, width = batch["input_ids"].shape
     assert head_rows == [rows * (width - 1)]
+
+
+# --- the chunked loss of pretraining: PyTorch's linear cross-entropy -------------------------------------------
+
+@pytest.fixture
+def chunked_rows(monkeypatch):
+    """The number of positions each call of PyTorch's chunked linear cross-entropy gets."""
+    rows, function = [], F.linear_cross_entropy
+
+    def recording(hidden, *args, options=None, **kwargs):
+        assert options is not None  # the chunked path, not the reference one
+        rows.append(hidden.shape[0])
+        return function(hidden, *args, options=options, **kwargs)
+
+    monkeypatch.setattr(F, "linear_cross_entropy", recording)
+    return rows
+
+
+def _blocks(count: int = 4, width: int = 64) -> list[dict]:
+    """Pretraining blocks: every token labelled, no position_ids."""
+    generator = torch.Generator().manual_seed(2)
+    return [{"input_ids": torch.randint(1, VOCAB, (width,), generator=generator).tolist()} for _ in range(count)]
+
+
+@pytest.mark.parametrize("items", [None, 150])
+@pytest.mark.parametrize("rows", ["blocks", "sft"])
+@pytest.mark.parametrize("attention", ["sdpa", FLASH])
+def test_chunked_loss_and_gradients_equal_the_models_own(attention, rows, items, packed_rows, flash_kernel,
+                                                         chunked_rows):
+    """Pretraining's loss through lancy.training.chunked_lm_loss: only the labelled positions reach PyTorch's
+    chunked linear cross-entropy, no logits come back, and the loss (the mean, or the sum over the Trainer's
+    num_items_in_batch) and every gradient are the model's own."""
+    from lancy.training import chunked_lm_loss
+
+    own, chunked = _tiny_llama(attention).train(), _tiny_llama(attention).train()
+    assert chunked_lm_loss(chunked)
+    batch = packed_collator(own, PAD)(_blocks() if rows == "blocks" else packed_rows)
+    extra = {} if items is None else {"num_items_in_batch": torch.tensor(items)}
+    own_loss = own(**batch, **extra).loss
+    output = chunked(**batch, **extra)
+    assert chunked_rows == [int((batch["labels"][:, 1:] != IGNORE).sum())] and output.logits is None
+    torch.testing.assert_close(output.loss, own_loss, atol=1e-5, rtol=0)
+    own_loss.backward()
+    output.loss.backward()
+    for (name, p), q in zip(own.named_parameters(), chunked.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_chunked_loss_leaves_evaluation_and_generation_to_the_model(chunked_rows):
+    """Without gradients or without labels, the forward pass is the model's own, logits included."""
+    from lancy.training import chunked_lm_loss
+
+    own, chunked = _tiny_llama("sdpa"), _tiny_llama("sdpa")
+    chunked_lm_loss(chunked)
+    batch = packed_collator(own, PAD)(_blocks())
+    with torch.no_grad():
+        expected, evaluated = own(**batch), chunked(**batch)
+    torch.testing.assert_close(evaluated.logits, expected.logits)
+    assert evaluated.loss == expected.loss
+    labels = batch.pop("labels")
+    assert chunked(**batch).logits.shape == (*labels.shape, VOCAB)
+    prompt = torch.tensor([[5, 6, 7]])
+    assert torch.equal(chunked.generate(prompt, max_new_tokens=4, do_sample=False),
+                       own.generate(prompt, max_new_tokens=4, do_sample=False))
+    assert chunked_rows == []
+
+
+def test_chunked_loss_trains_the_trainers_weights_with_gradient_accumulation(tmp_path):
+    """Two SGD steps of 2 accumulated batches each through the Trainer, the batches with different numbers of
+    labelled tokens: the same weights with the chunked loss as with the model's own (the Trainer hands the
+    forward num_items_in_batch; a mean per batch would weigh their tokens differently)."""
+    from transformers import Trainer, TrainingArguments
+
+    from lancy.training import chunked_lm_loss
+
+    rows = [{**row, "labels": [IGNORE] * (6 * i) + row["input_ids"][6 * i:]} for i, row in enumerate(_blocks(8))]
+    weights = []
+    for chunked in (False, True):
+        model = _tiny_llama("sdpa").train()
+        if chunked:
+            assert chunked_lm_loss(model)
+        args = TrainingArguments(output_dir=str(tmp_path / str(chunked)), max_steps=2, per_device_train_batch_size=2,
+                                 gradient_accumulation_steps=2, optim="sgd", learning_rate=0.5,
+                                 lr_scheduler_type="constant", use_cpu=True, report_to="none", save_strategy="no",
+                                 disable_tqdm=True, seed=0, data_seed=0)
+        trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                          data_collator=PackedCollator(PAD))
+        assert trainer.model_accepts_loss_kwargs
+        trainer.train()
+        weights.append([p.detach().clone() for p in model.parameters()])
+    initial = list(_tiny_llama("sdpa").parameters())
+    for own, chunked, before in zip(*weights, initial, strict=True):
+        assert not torch.equal(own, before)
+        torch.testing.assert_close(chunked, own, atol=1e-6, rtol=1e-5)
+
+
+def _family(name: str):
+    from transformers import (
+        Gemma2Config,
+        Gemma2ForCausalLM,
+        GPT2Config,
+        GPT2LMHeadModel,
+        MixtralConfig,
+        MixtralForCausalLM,
+        Qwen3Config,
+        Qwen3ForCausalLM,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    torch.manual_seed(0)
+    small = dict(vocab_size=VOCAB, num_attention_heads=4, num_key_value_heads=4)
+    if name == "gpt2":
+        return GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4))
+    if name == "qwen3":
+        return Qwen3ForCausalLM(Qwen3Config(hidden_size=32, num_hidden_layers=2, intermediate_size=64, head_dim=8,
+                                            **small))
+    if name == "gemma2":  # soft-capped logits
+        return Gemma2ForCausalLM(Gemma2Config(hidden_size=32, num_hidden_layers=2, intermediate_size=64, head_dim=8,
+                                              **small))
+    if name == "mixtral":  # the router's load-balancing loss joins the LM loss
+        return MixtralForCausalLM(MixtralConfig(hidden_size=32, num_hidden_layers=2, intermediate_size=64,
+                                                num_local_experts=4, output_router_logits=True, **small))
+    return T5ForConditionalGeneration(T5Config(vocab_size=VOCAB, d_model=32, d_ff=64, num_layers=2, num_heads=4))
+
+
+@pytest.mark.parametrize(("family", "applies"), [("gpt2", True), ("qwen3", True), ("gemma2", False),
+                                                 ("mixtral", False), ("t5", False)])
+def test_chunked_loss_applies_where_the_logits_are_a_plain_linear_map(family, applies):
+    """Models whose loss is more than the head's cross-entropy keep their own; where it applies (a tied GPT-2
+    head, Qwen3), the loss is the model's own."""
+    from lancy.training import chunked_lm_loss
+
+    own, model = _family(family).eval(), _family(family).eval()  # eval: no dropout
+    assert chunked_lm_loss(model) is applies
+    if applies:
+        ids = torch.randint(1, VOCAB, (2, 16), generator=torch.Generator().manual_seed(3))
+        torch.testing.assert_close(model(input_ids=ids, labels=ids).loss, own(input_ids=ids, labels=ids).loss)

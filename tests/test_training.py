@@ -99,6 +99,7 @@ def test_step_zero_facts_in_tensorboard_and_metrics(workspace: Path):
     assert abs(sum(shares.values()) - 1) < 1e-3 and all(0 < v < 1 for v in shares.values())  # the corpus mixture
     summary = json.loads((workspace / "metrics/pretrain/metrics.json").read_text())
     assert summary["attention"] == "sdpa" and summary["device"] == "cpu" and summary["dtype"] == "float32"
+    assert summary["chunked_loss"] is False  # pretrain.chunked_loss: off by default
     assert summary["total_params"] == params[0].value
     if has_avx2(cpu_flags()):  # lancy.cpu_kernels: the AVX2 kernels, whatever wider ones the CPU has
         assert summary["cpu_kernels"] == "AVX2"
@@ -165,15 +166,17 @@ def test_a_checkpoint_killed_while_saving_is_skipped(tmp_path: Path):
     assert last_complete_checkpoint(tmp_path / "nothing") is None
 
 
-def test_same_params_give_the_same_pretrained_model(workspace: Path, tmp_path: Path):
-    """Seeded end to end: two runs of pretrain from the same data and params write identical weights."""
+@pytest.mark.parametrize("chunked", [False, True])
+def test_same_params_give_the_same_pretrained_model(workspace: Path, tmp_path: Path, chunked: bool):
+    """Seeded end to end: two runs of pretrain from the same data and params write identical weights, with the
+    model's own loss and with the chunked one (`pretrain.chunked_loss`, which the run's facts report)."""
     import hashlib
 
     roots, runs = [tmp_path / "a", tmp_path / "b"], []
     for root in roots:  # the two runs side by side, one per core
         shutil.copytree(workspace, root, ignore=shutil.ignore_patterns("models", "checkpoints", "metrics", "logs"))
         params = yaml.safe_load((root / "params.yaml").read_text())
-        params["pretrain"].update(max_steps=6, logging_steps=2)
+        params["pretrain"].update(max_steps=6, logging_steps=2, chunked_loss=chunked)
         params["launch"]["processes"] = 1
         (root / "params.yaml").write_text(yaml.safe_dump(params))
         with open(root / "stage.log", "w") as log:
@@ -183,6 +186,7 @@ def test_same_params_give_the_same_pretrained_model(workspace: Path, tmp_path: P
         assert run.wait(timeout=300) == 0, (root / "stage.log").read_text()[-3000:]
     digests = [hashlib.sha256((root / "models/pretrain/model.safetensors").read_bytes()).hexdigest() for root in roots]
     assert digests[0] == digests[1]
+    assert json.loads((roots[0] / "metrics/pretrain/metrics.json").read_text())["chunked_loss"] is chunked
 
 
 def test_reward_summary_of_a_grpo_log():
