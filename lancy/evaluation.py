@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from lancy.answers import math_correct, parse_label, substantive_code, token_f1
+from lancy.models import plain_lm_head
 from lancy.packing import IGNORE, encode_sft, fit_prompt, seq2seq_examples
 from lancy.sandbox import run_tests
 
@@ -60,13 +61,20 @@ def _context(model) -> int:
 
 def _token_losses(model, input_ids, attention_mask, labels) -> tuple[float, int]:
     """Summed cross-entropy and token count over the labels that are not IGNORE. From the logits, not the model's
-    `loss`: a mixture of experts adds its router's balancing loss to that one."""
+    `loss`: a mixture of experts adds its router's balancing loss to that one. Where the head is a plain linear
+    map (lancy.models.plain_lm_head), only the labelled positions go through it: an answer's few tokens, not its
+    prompt's."""
     if model.config.is_encoder_decoder:  # labels give the decoder its (shifted) inputs; logits align with them
         logits = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).logits
+    elif plain_lm_head(model):
+        hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]
+        labels = labels[:, 1:]
+        labelled = labels != IGNORE
+        logits, labels = model.get_output_embeddings()(hidden[labelled]), labels[labelled]
     else:
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
         labels = labels[:, 1:]
-    loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction="sum")
+    loss = F.cross_entropy(logits.float().flatten(0, -2), labels.flatten(), ignore_index=IGNORE, reduction="sum")
     return loss.item(), int((labels != IGNORE).sum())
 
 

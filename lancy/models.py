@@ -120,6 +120,20 @@ def moe_facts(model) -> dict:
     }
 
 
+LOGIT_KEYS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
+
+
+def plain_lm_head(model) -> bool:
+    """Whether a model's logits are its output embeddings' plain linear map of the last hidden states: a
+    decoder-only model without scaled or soft-capped logits. Such a head can be applied to the positions that need
+    it alone (lancy.training.chunked_lm_loss, lancy.evaluation's losses)."""
+    import torch
+
+    config = model.config.get_text_config()
+    return (not model.config.is_encoder_decoder and isinstance(model.get_output_embeddings(), torch.nn.Linear)
+            and not any(getattr(config, key, None) for key in LOGIT_KEYS))
+
+
 def has_router_loss(config) -> bool:
     """Whether the family adds a router load-balancing loss to the LM loss (Mixtral, Qwen3-MoE, Switch
     Transformers: `router_aux_loss_coef`). transformers' DeepSeek-V2/V3 have none: DeepSeek-V3 balances its

@@ -17,7 +17,15 @@ from transformers import Trainer, TrainerCallback
 from transformers.integrations import DVCLiveCallback, TensorBoardCallback
 
 from lancy.files import atomic_dir
-from lancy.models import device_and_dtype, has_router_loss, load_model, memory_estimate, moe_facts, parameter_counts
+from lancy.models import (
+    device_and_dtype,
+    has_router_loss,
+    load_model,
+    memory_estimate,
+    moe_facts,
+    parameter_counts,
+    plain_lm_head,
+)
 
 
 def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
@@ -86,9 +94,6 @@ def _compact_scoring(device) -> bool:
     return device.type != "xla"
 
 
-LOGIT_KEYS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
-
-
 def chunked_lm_loss(model) -> bool:
     """Train a causal LM with PyTorch's chunked linear cross-entropy (`F.linear_cross_entropy`): with labels and
     gradients on, its forward runs the backbone and computes the loss and the head's gradients chunk by chunk of
@@ -105,9 +110,7 @@ def chunked_lm_loss(model) -> bool:
     import torch
 
     config = model.config.get_text_config()
-    head = model.get_output_embeddings()
-    if (device_and_dtype() != ("cpu", torch.float32) or model.config.is_encoder_decoder
-            or not isinstance(head, torch.nn.Linear) or any(getattr(config, k, None) for k in LOGIT_KEYS)
+    if (device_and_dtype() != ("cpu", torch.float32) or not plain_lm_head(model)
             or (has_router_loss(config) and getattr(config, "output_router_logits", False))):
         return False
     from transformers.modeling_outputs import CausalLMOutputWithPast

@@ -253,6 +253,36 @@ def test_answer_loss_is_the_loss_per_completion_token_of_each_row_alone(model, t
     assert answer_loss(model, tokenizer, [{**IMDB[0], "completion": ""}], 4) is None  # nothing to score
 
 
+def test_answer_loss_sends_only_the_answers_positions_through_the_head(model, tokenizer):
+    """The head projects the completion tokens (and EOS) alone, not the prompts' positions; the loss is the one
+    above (test_answer_loss_is_the_loss_per_completion_token_of_each_row_alone)."""
+    rows = IMDB + GSM8K
+    answers = sum(n for _, n in (_completion_loss_alone(model, tokenizer, r) for r in rows))
+    projected = []
+    hook = model.get_output_embeddings().register_forward_hook(
+        lambda module, args, output: projected.append(args[0].shape[:-1].numel()))
+    try:
+        answer_loss(model, tokenizer, rows, batch_size=4)
+    finally:
+        hook.remove()
+    prompts = sum(len(tokenizer(r["prompt"], add_special_tokens=False)["input_ids"]) for r in rows)
+    assert sum(projected) == answers < prompts
+
+
+def test_answer_loss_of_soft_capped_logits_comes_from_the_models_own(tokenizer):
+    """A head that is more than a linear map (Gemma 2's soft-capped logits) goes through the model's own forward."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(0)
+    model = Gemma2ForCausalLM(Gemma2Config(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+        head_dim=16, intermediate_size=64, pad_token_id=tokenizer.pad_token_id, final_logit_softcapping=0.5)).eval()
+    rows = IMDB + GSM8K
+    losses = [_completion_loss_alone(model, tokenizer, r) for r in rows]
+    expected = sum(loss for loss, _ in losses) / sum(n for _, n in losses)
+    assert answer_loss(model, tokenizer, rows, batch_size=4) == pytest.approx(expected, rel=1e-4)
+
+
 def test_losses_bound_the_logits_of_a_pass(model, tokenizer, monkeypatch):
     """A large vocabulary gets fewer rows per forward pass, and the losses stay the same."""
     from types import SimpleNamespace
