@@ -14,6 +14,7 @@ a numeric parameter that differs, experiments are placed side by side.
 """
 import argparse
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,23 @@ from pathlib import Path
 from lancy.errors import LancyError, run_stage
 
 MODELS = ("pretrain", "sft", "grpo")
+SHARES = ("accuracy", "exact_match", "pass_at_1")  # headline scores that are a share of right/wrong rows
+
+
+class Score(float):
+    """A held-out score that is the share of `rows` rows answered right: a float that knows its 95% interval."""
+
+    def __new__(cls, value: float, rows: int):
+        score = super().__new__(cls, value)
+        score.rows = rows
+        return score
+
+    def interval(self) -> tuple[float, float]:
+        """Wilson's 95% score interval: where the model's true share lies, given this many held-out rows. Unlike
+        p +- 1.96 sd it stays inside [0, 1] and is not empty at 0 or 1 right."""
+        z, n, p = 1.96, self.rows, float(self)
+        center, spread = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return max(0.0, (center - spread) / (1 + z * z / n)), min(1.0, (center + spread) / (1 + z * z / n))
 
 
 def exp_show() -> list[dict]:
@@ -89,7 +107,10 @@ def table(rows: list[dict]) -> tuple[list[str], list[list]]:
             for dataset, result in sorted(row["metrics"].get(f"metrics/eval/{model}.json", {}).items()):
                 key = headline(result) or ("perplexity" if result.get("perplexity") is not None else None)
                 if key:
-                    cells[f"{model} {dataset} {key}"] = result[key]
+                    value = result[key]
+                    if key in SHARES and result.get("rows"):
+                        value = Score(value, result["rows"])
+                    cells[f"{model} {dataset} {key}"] = value
         sources = row["metrics"].get("metrics/tokenize.json", {}).get("sft", {}).get("sources", {})
         for source, facts in sorted(sources.items()):
             cells[f"SFT share {source}"] = facts["share"]
@@ -103,6 +124,8 @@ def table(rows: list[dict]) -> tuple[list[str], list[list]]:
 
 def markdown(header: list[str], body: list[list]) -> str:
     def cell(value) -> str:
+        if isinstance(value, Score):
+            return f"{value:.4g} [{value.interval()[0]:.2f}, {value.interval()[1]:.2f}]"
         if isinstance(value, float):
             return f"{value:.4g}"
         return "" if value is None else str(value)
@@ -129,7 +152,10 @@ def plot(header: list[str], body: list[list], x: str | None, path: Path) -> None
         for column in cols:
             ys = [body[i][header.index(column)] for i in order]
             label = column.removeprefix("SFT share ") if title == "SFT token share" else column.split(" ")[1]
-            ax.plot(xs, ys, marker="o", label=label)
+            line = ax.plot(xs, ys, marker="o", label=label)[0]
+            if ys and all(isinstance(y, Score) for y in ys):  # the 95% intervals of held-out shares, shaded
+                low, high = zip(*(y.interval() for y in ys), strict=True)
+                ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.12, linewidth=0)
         ax.set_title(title if title == "SFT token share" else f"{title}: held-out score")
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel(x if numeric else "experiment")
@@ -164,7 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     (out / "compare.md").write_text(
         f"# Experiments compared\n\n`python -m lancy.compare{''.join(' ' + a for a in (argv or sys.argv[1:]))}` "
         f"from `dvc exp show --json`: {len(rows)} experiments; held-out scores per model and dataset, "
-        f"perplexity per corpus, and each source's share of SFT tokens.\n\n"
+        f"perplexity per corpus, and each source's share of SFT tokens. A score that is a share of right rows "
+        f"(accuracy, exact match, pass@1) comes with its 95% interval for the rows evaluated (Wilson; shaded "
+        f"in the picture): two experiments whose intervals overlap widely are not told apart by these rows.\n\n"
         f"![held-out scores against {x or 'experiment'}](compare.png)\n\n" + markdown(header, body))
     print(f"wrote {out / 'compare.md'} and {out / 'compare.png'} ({len(rows)} experiments)")
 

@@ -60,7 +60,21 @@ def test_table_holds_varying_params_scores_perplexity_and_shares(show):
     low = dict(zip(header, body[1], strict=True))
     assert low["experiment"] == "exp-low" and low["sft imdb accuracy"] == 0.80 and low["SFT share imdb"] == 0.35
     assert low["grpo imdb accuracy"] == pytest.approx(0.81)
-    assert "| exp-high | 0.8 | 0.02 | 0.95 | 349.2 | 0.96 | 0.75 | 0.25 |" in compare.markdown(header, body)
+    # shares of right rows carry their 95% interval for the 200 rows evaluated; perplexity and token shares do not
+    assert ("| exp-high | 0.8 | 0.02 [0.01, 0.05] | 0.95 [0.91, 0.97] | 349.2 | 0.96 [0.92, 0.98] | 0.75 | 0.25 |"
+            in compare.markdown(header, body))
+
+
+@pytest.mark.parametrize(("share", "rows", "low", "high"), [
+    (0.5, 100, 0.4038, 0.5962),   # the textbook case
+    (0.0, 200, 0.0, 0.0188),      # none right: z^2 / (n + z^2) above, not an empty interval
+    (1.0, 200, 0.9812, 1.0),
+    (0.24, 200, 0.1861, 0.3037),  # the committed sft model on fpb_allagree
+    (0.39, 200, 0.3251, 0.4591),  # and the grpo model
+])
+def test_score_interval_is_wilsons(share, rows, low, high):
+    assert compare.Score(share, rows).interval() == pytest.approx((low, high), abs=1e-4)
+    assert compare.Score(share, rows) == share
 
 
 def test_main_writes_the_report_and_picture(show, tmp_path, monkeypatch):
