@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from lancy.answers import math_correct, parse_label, substantive_code, token_f1
-from lancy.models import plain_lm_head
+from lancy.models import labelled_hidden_states, plain_lm_head
 from lancy.packing import IGNORE, encode_sft, fit_prompt, seq2seq_examples
 from lancy.sandbox import run_tests
 
@@ -67,10 +67,8 @@ def _token_losses(model, input_ids, attention_mask, labels) -> tuple[float, int]
     if model.config.is_encoder_decoder:  # labels give the decoder its (shifted) inputs; logits align with them
         logits = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).logits
     elif plain_lm_head(model):
-        hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, :-1]
-        labels = labels[:, 1:]
-        labelled = labels != IGNORE
-        logits, labels = model.get_output_embeddings()(hidden[labelled]), labels[labelled]
+        hidden, labels = labelled_hidden_states(model, labels, input_ids=input_ids, attention_mask=attention_mask)
+        logits = model.get_output_embeddings()(hidden)
     else:
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
         labels = labels[:, 1:]

@@ -134,6 +134,16 @@ def plain_lm_head(model) -> bool:
             and not any(getattr(config, key, None) for key in LOGIT_KEYS))
 
 
+def labelled_hidden_states(model, labels, *args, **kwargs):
+    """For a plain LM head (plain_lm_head): the backbone's last hidden states at the positions whose next token is
+    labelled (not -100, transformers' ignored label and lancy.packing.IGNORE), and those next tokens. The head then
+    projects these rows alone instead of every position. `args` and `kwargs` go to the backbone."""
+    hidden = model.base_model(*args, **kwargs).last_hidden_state[:, :-1]
+    targets = labels[:, 1:]  # the next token of each position; the last position has none
+    labelled = targets != -100
+    return hidden[labelled], targets[labelled]
+
+
 def has_router_loss(config) -> bool:
     """Whether the family adds a router load-balancing loss to the LM loss (Mixtral, Qwen3-MoE, Switch
     Transformers: `router_aux_loss_coef`). transformers' DeepSeek-V2/V3 have none: DeepSeek-V3 balances its

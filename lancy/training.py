@@ -20,6 +20,7 @@ from lancy.files import atomic_dir
 from lancy.models import (
     device_and_dtype,
     has_router_loss,
+    labelled_hidden_states,
     load_model,
     memory_estimate,
     moe_facts,
@@ -123,14 +124,11 @@ def chunked_lm_loss(model) -> bool:
         if labels is None or not torch.is_grad_enabled():
             extra = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
             return original(*args, labels=labels, **extra, **kwargs)
-        hidden = self.base_model(*args, **{**kwargs, "use_cache": False}).last_hidden_state
-        targets = labels[:, 1:].flatten()  # the next token of each position; the last position has none
-        labelled = targets != -100  # transformers' ignored label (lancy.packing.IGNORE): the rest reach the head
+        hidden, targets = labelled_hidden_states(self, labels, *args, **{**kwargs, "use_cache": False})
         head = self.get_output_embeddings()  # looked up at each call: FSDP replaces it after patching
-        loss = torch.nn.functional.linear_cross_entropy(
-            hidden[:, :-1].flatten(0, 1)[labelled], head.weight, targets[labelled], linear_bias=head.bias,
-            reduction="sum", options=options)
-        count = labelled.sum() if num_items_in_batch is None else num_items_in_batch
+        loss = torch.nn.functional.linear_cross_entropy(hidden, head.weight, targets, linear_bias=head.bias,
+                                                        reduction="sum", options=options)
+        count = targets.numel() if num_items_in_batch is None else num_items_in_batch
         return CausalLMOutputWithPast(loss=loss / count)
 
     model.forward = types.MethodType(forward, model)

@@ -124,6 +124,32 @@ def test_held_out_losses_leave_the_router_loss_out(folders, seq2seq_folders, fam
         assert perplexity(model, tokenizer, [text], 1)["perplexity"] == pytest.approx(math.exp(lm_loss), rel=1e-5)
 
 
+@pytest.mark.parametrize(("family", "applies"), [("gpt2", True), ("qwen3", True), ("gemma2", False),
+                                                 ("mixtral", False), ("t5", False)])
+def test_chunked_loss_applies_where_the_logits_are_a_plain_linear_map(folders, seq2seq_folders, family, applies):
+    """lancy.training.chunked_lm_loss on models as the stages load them: those whose loss is more than the head's
+    cross-entropy keep their own (Gemma 2's soft-capped logits, Mixtral's router loss, which load_model turns on,
+    T5's encoder-decoder); where it applies (a tied GPT-2 head, Qwen3), the loss is the model's own."""
+    import torch
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from lancy.training import chunked_lm_loss
+
+    def load():
+        if family == "gemma2":
+            torch.manual_seed(0)
+            return Gemma2ForCausalLM(Gemma2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                                  num_key_value_heads=2, intermediate_size=64, head_dim=16,
+                                                  vocab_size=300))
+        return load_model(str({**folders, **seq2seq_folders}[family]))
+
+    own, model = load().eval(), load().eval()  # eval: no dropout
+    assert chunked_lm_loss(model) is applies
+    if applies:
+        ids = torch.randint(1, 300, (2, 16), generator=torch.Generator().manual_seed(3))
+        torch.testing.assert_close(model(input_ids=ids, labels=ids).loss, own(input_ids=ids, labels=ids).loss)
+
+
 def test_deepseek_v3_experts_without_an_auxiliary_loss(folders):
     """DeepSeek-V3 balances experts with a routing bias, and transformers adds no router loss for it: the facts
     say so, and router logits are not collected for nothing."""
