@@ -29,9 +29,16 @@ from lancy.models import (
 )
 
 
+def stage_seed(section, seed: int) -> int:
+    """A training stage's seed: its section's own `seed` when set (>= 0), else the run's `seed`. Varying a stage's
+    seed alone replicates that stage and what follows, sharing everything before it (lancy.compare)."""
+    return seed if section.seed < 0 else section.seed
+
+
 def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
     """Keyword arguments shared by TrainingArguments and the GRPO config, from a stage's params section."""
     device, dtype = device_and_dtype()
+    seed = stage_seed(section, seed)
     quarter = max(1, section.max_steps // 4)
     return dict(
         output_dir=str(checkpoint_dir),

@@ -1,7 +1,9 @@
 """evaluate: one model (pretrain, sft or grpo) on the held-out rows of every dataset in the mixture.
 
-Usage: python -m stages.evaluate <model>   Writes metrics/eval/<model>.json (every metric) and
-metrics/eval/<model>_scores.json (the per-dataset plot rows).
+Usage: python -m stages.evaluate <model>   Every held-out row gets its answer loss (teacher-forced, cheap); the
+first `evaluate.max_rows` of each dataset also get a generated answer and its score. Writes
+data/results/<model>/ (one row per held-out example or corpus window: lancy.results), metrics/eval/<model>.json
+(every metric with its standard error over rows) and metrics/eval/<model>_scores.json (the per-dataset plot rows).
 """
 import sys
 from pathlib import Path
@@ -9,9 +11,10 @@ from pathlib import Path
 from lancy import params as P
 from lancy.catalog import CATALOG
 from lancy.errors import LancyError, run_stage
-from lancy.evaluation import answer_loss, evaluate_tasks, perplexity, scores
+from lancy.evaluation import answer_losses, answer_rows, corpus_summary, corpus_windows, scores, summarize
 from lancy.files import require, write_json
 from lancy.models import load_model
+from lancy.results import task_results, write_results
 from lancy.tables import read_table
 from lancy.tokenization import load_tokenizer
 
@@ -28,19 +31,24 @@ def main() -> None:
     require(Path("models") / stage, EVAL)
     model = load_model(f"models/{stage}", p.model.attention).eval()
     tokenizer = load_tokenizer(f"models/{stage}")
-    results = {}
+    metrics, tables, batch = {}, [], p.evaluate.batch_size
     for path in sorted(folder for folder in EVAL.iterdir() if folder.is_dir()):
-        table = read_table(path)
-        spec, rows = CATALOG[path.name], table.select(range(min(len(table), p.evaluate.max_rows))).to_list()
+        spec, rows = CATALOG[path.name], read_table(path).to_list()
         if spec.task == "corpus":
-            results[spec.name] = perplexity(model, tokenizer, [r["text"] for r in rows], p.evaluate.batch_size)
-        else:  # evaluate.generate false (mixture-search proxies): the answer loss alone
-            result = evaluate_tasks(model, tokenizer, spec.task, rows, p.evaluate.max_new_tokens,
-                                    p.evaluate.batch_size) if p.evaluate.generate else {"rows": len(rows)}
-            results[spec.name] = {**result, "answer_loss": answer_loss(model, tokenizer, rows, p.evaluate.batch_size)}
-        print(f"{stage} on {spec.name}: {results[spec.name]}")
-    write_json(Path(f"metrics/eval/{stage}.json"), results)
-    write_json(Path(f"metrics/eval/{stage}_scores.json"), scores(results))
+            windows = corpus_windows(model, tokenizer, [r["text"] for r in rows], batch)
+            metrics[spec.name], table = corpus_summary(windows), task_results(spec.name, windows)
+        else:  # every row's answer loss; generated answers for the first max_rows (none when generate is false)
+            nll, tokens = answer_losses(model, tokenizer, rows, batch)
+            generated = answer_rows(model, tokenizer, spec.task, rows[: p.evaluate.max_rows],
+                                    p.evaluate.max_new_tokens, batch) if p.evaluate.generate else {}
+            metrics[spec.name] = summarize(spec.task, {**generated, "nll": nll, "tokens": tokens})
+            table = task_results(spec.name, {"id": [r["id"] for r in rows], "nll": nll, "tokens": tokens,
+                                             "reference": [r["answer"] or r["completion"] for r in rows], **generated})
+        tables.append(table)
+        print(f"{stage} on {spec.name}: {metrics[spec.name]}")
+    write_results(tables, Path("data/results") / stage)
+    write_json(Path(f"metrics/eval/{stage}.json"), metrics)
+    write_json(Path(f"metrics/eval/{stage}_scores.json"), scores(metrics))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from lancy.training import (
     reward_summary,
     run_facts,
     score_labelled_positions_only,
+    stage_seed,
     train,
     training_arguments,
 )
@@ -41,7 +42,7 @@ def main() -> None:
     require(BASE, DATA)
     tokenizer = load_tokenizer(str(BASE))
     tokenizer.padding_side = "left"
-    set_seed(p.seed)  # LoRA adapters start from seeded random weights
+    set_seed(stage_seed(p.grpo, p.seed))  # LoRA adapters start from seeded random weights
     training = bool(g.max_steps or g.epochs)
     model = load_model(str(BASE), p.model.attention, g.lora.quantize if training else "none",
                        stage="grpo" if training else None)

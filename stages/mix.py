@@ -6,7 +6,7 @@ checkpoint selection) is carved from train texts, so it shares no text with the 
 
 Harmonizing is a batched map over the memory-mapped raw tables (`num_proc` processes); sampling picks row
 numbers. Writes data/mixed/{sft,rl,corpus,corpus_val}/ and data/mixed/eval/<name>/ (held-out rows of every
-dataset in `mixture`) as Parquet shards, and metrics/mix.json.
+dataset in `mixture`, each with its stable row `id`) as Parquet shards, and metrics/mix.json.
 """
 from pathlib import Path
 
@@ -49,6 +49,11 @@ def dropped_counts(dataset, kept: np.ndarray, split: str) -> dict[str, int]:
     return {f"{split}/{row['values']}": row["counts"] for row in pc.value_counts(reasons).to_pylist()}
 
 
+def row_ids(batch: dict) -> dict:
+    """A held-out row's stable id (lancy.results): the hash of its held-out text, the first of its match keys."""
+    return {"id": [keys[0].hex() for keys in batch["keys"]]}
+
+
 def main() -> None:
     p = P.load(PARAMS, catalog=CATALOG)
     held_out = set().union(*(held_out_keys(CATALOG[name], read_table(RAW / name / "test")) for name in p.mixture))
@@ -80,8 +85,9 @@ def main() -> None:
     write_table(take(texts, val, val_order, ["source", "text"]), OUT / "corpus_val")
     for name in p.mixture:
         records = CATALOG[name].task != "corpus"
-        rows = where(test[name], has(test[name], "prompt" if records else "text"))
-        write_table(rows.select_columns(list(RECORD) if records else ["source", "text"]), OUT / "eval" / name)
+        rows = where(test[name], has(test[name], "prompt" if records else "text")).map(
+            row_ids, batched=True, desc=f"row ids {name}")
+        write_table(rows.select_columns([*(RECORD if records else ["source", "text"]), "id"]), OUT / "eval" / name)
 
     sft_rows, rl_rows = sum(map(len, sft.values())), sum(map(len, rl.values()))
     write_json(Path("metrics/mix.json"), {

@@ -25,6 +25,7 @@ from lancy.training import (
     finish,
     keep_untrained,
     run_facts,
+    stage_seed,
     train,
     training_arguments,
 )
@@ -42,7 +43,7 @@ def main() -> None:
     inputs = ("tokenizer", "pretrain", "pretrain_val", "pretrain_sources.json")
     require(*(DATA / name for name in inputs))
     tokenizer = load_tokenizer(str(DATA / "tokenizer"))
-    set_seed(p.seed)  # the scratch model's initial weights come from the seed, not from chance
+    set_seed(stage_seed(p.pretrain, p.seed))  # the scratch model's initial weights come from the seed, not chance
     if p.model.name == "scratch":
         model = build_scratch_model(p.model, tokenizer, p.tokenize.max_length, p.model.attention)
     else:  # with max_steps 0, an encoder-decoder model passes through to sft

@@ -22,6 +22,7 @@ from lancy.training import (
     finish,
     fused_lm_head,
     run_facts,
+    stage_seed,
     train,
     training_arguments,
 )
@@ -36,7 +37,7 @@ def main() -> None:
     p = P.load(PARAMS)
     require(BASE, DATA, SOURCES)
     tokenizer = load_tokenizer(str(BASE))
-    set_seed(p.seed)  # LoRA adapters start from seeded random weights
+    set_seed(stage_seed(p.sft, p.seed))  # LoRA adapters start from seeded random weights
     model = load_model(str(BASE), p.model.attention, p.sft.lora.quantize)
     causal = not is_seq2seq(model.config)
     if causal:  # the loss projects only the completions' positions through the LM head

@@ -3,6 +3,7 @@ generation with left padding, perplexity. Offline and CPU only (a few seconds)."
 import math
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -67,8 +68,13 @@ CODE = records("bigcodebench", [{"instruct_prompt": "Return one.", "code_prompt"
                                  "canonical_solution": "    return 1\n", "test": ONE_TESTS}] * 3)
 
 
+def se(values) -> float:
+    """The standard error of a mean over rows, as lancy.stats computes it (sd with ddof 1, over sqrt n)."""
+    return pytest.approx(float(np.std(values, ddof=1) / np.sqrt(len(values))))
+
+
 def check_metrics(metrics, keys, rows):
-    assert set(metrics) == {*keys, "rows"}
+    assert set(metrics) == {*keys, f"{keys[0]}_se", "rows"}
     assert metrics["rows"] == rows
     for key in keys:
         assert isinstance(metrics[key], float) and 0.0 <= metrics[key] <= 1.0, metrics
@@ -117,7 +123,8 @@ def test_classification_metrics_values(tokenizer, scripted):
     calls = scripted([" negative", " Negative.", " great", "", " positive", " positive"])
     metrics = evaluate_tasks(None, tokenizer, "classification", IMDB, max_new_tokens=64, batch_size=3)
     # answers: negative, positive, negative, positive, negative, positive
-    assert metrics == {"accuracy": pytest.approx(2 / 6), "invalid_rate": pytest.approx(2 / 6), "rows": 6}
+    assert metrics == {"accuracy": pytest.approx(2 / 6), "accuracy_se": se([1, 1, 0, 0, 0, 0]),
+                       "invalid_rate": pytest.approx(2 / 6), "rows": 6}
     prompts, budget, batch = calls[0]
     assert prompts == [r["prompt"] for r in IMDB] and batch == 3
     assert budget == label_tokens(tokenizer, ["negative", "positive"])  # not max_new_tokens: only a label
@@ -126,12 +133,14 @@ def test_classification_metrics_values(tokenizer, scripted):
 def test_multiple_choice_metrics_values(tokenizer, scripted):
     scripted([" A", "(B)", " c.", " E", " D"])  # answers A, B, C, D, B
     metrics = evaluate_tasks(None, tokenizer, "multiple_choice", MMLU, 64, 8)
-    assert metrics == {"accuracy": pytest.approx(3 / 5), "invalid_rate": pytest.approx(1 / 5), "rows": 5}
+    assert metrics == {"accuracy": pytest.approx(3 / 5), "accuracy_se": se([1, 1, 1, 0, 0]),
+                       "invalid_rate": pytest.approx(1 / 5), "rows": 5}
 
 
 def test_math_metrics_values(tokenizer, scripted):
     calls = scripted(["1 + 1 = 2\n#### 2", "#### 5", "so 6"])
-    assert evaluate_tasks(None, tokenizer, "math", GSM8K, 48, 2) == {"exact_match": pytest.approx(2 / 3), "rows": 3}
+    assert evaluate_tasks(None, tokenizer, "math", GSM8K, 48, 2) == {"exact_match": pytest.approx(2 / 3),
+                                                                     "exact_match_se": se([1, 1, 0]), "rows": 3}
     assert calls[0][1] == 48
 
 
@@ -139,19 +148,22 @@ def test_exact_math_answers(tokenizer, scripted):
     rows = records("dm_math_numbers__is_prime", [{"question": "Is 7 prime?", "answer": "True"},
                                                  {"question": "Is 8 prime?", "answer": "False"}])
     scripted([" True\nQuestion: Is 9 prime?", " True"])
-    assert evaluate_tasks(None, tokenizer, "math", rows, 8, 2) == {"exact_match": 0.5, "rows": 2}
+    assert evaluate_tasks(None, tokenizer, "math", rows, 8, 2) == {"exact_match": 0.5, "exact_match_se": se([1, 0]),
+                                                                   "rows": 2}
 
 
 def test_qa_metrics_values(tokenizer, scripted):
     scripted([" A loan to a company.", " No idea"])
-    assert evaluate_tasks(None, tokenizer, "qa", FIQA, 16, 2) == {"token_f1": pytest.approx(0.5), "rows": 2}
+    assert evaluate_tasks(None, tokenizer, "qa", FIQA, 16, 2) == {"token_f1": pytest.approx(0.5),
+                                                                  "token_f1_se": se([1, 0]), "rows": 2}
 
 
 def test_code_metrics_values(tokenizer, scripted):
     """pass@1 runs each row's unit tests; code that does nothing is not valid code, though it compiles."""
     scripted(["def f():\n    return 1", "def f(:", "x = 1", "def f():\n    return 2", "pass", ""])
     metrics = evaluate_tasks(None, tokenizer, "code", CODE * 2, 16, 2)
-    assert metrics == {"pass_at_1": pytest.approx(1 / 6), "syntax_valid": pytest.approx(3 / 6), "rows": 6}
+    assert metrics == {"pass_at_1": pytest.approx(1 / 6), "pass_at_1_se": se([1, 0, 0, 0, 0, 0]),
+                       "syntax_valid": pytest.approx(3 / 6), "rows": 6}
 
 
 def test_code_without_unit_tests_has_no_pass_at_1(tokenizer, scripted):
@@ -159,8 +171,8 @@ def test_code_without_unit_tests_has_no_pass_at_1(tokenizer, scripted):
                                          "canonical_solution": "    return 1\n"}])
     assert untested[0]["tests"] == ""
     scripted(["def f():\n    return 1"])
-    assert evaluate_tasks(None, tokenizer, "code", untested, 16, 2) == {"pass_at_1": None, "syntax_valid": 1.0,
-                                                                         "rows": 1}
+    assert evaluate_tasks(None, tokenizer, "code", untested, 16, 2) == {"pass_at_1": None, "pass_at_1_se": None,
+                                                                         "syntax_valid": 1.0, "rows": 1}
 
 
 def test_label_tokens_counts_the_longest_label(tokenizer):
@@ -206,7 +218,7 @@ TEXT = ["the market rose and the bank rate fell", "good movie great review", "pr
 
 def test_perplexity_is_finite_and_above_one(model, tokenizer):
     result = perplexity(model, tokenizer, TEXT, batch_size=2)
-    assert set(result) == {"perplexity", "tokens"}
+    assert set(result) == {"perplexity", "perplexity_se", "tokens"}
     assert math.isfinite(result["perplexity"]) and result["perplexity"] > 1.0
     ids = tokenizer(TEXT, add_special_tokens=False)["input_ids"]
     assert 0 < result["tokens"] == sum(len(i) + 1 for i in ids) < 256  # texts joined with EOS, under one window
@@ -331,4 +343,4 @@ def test_trained_model_reaches_full_accuracy(tokenizer):
         optimizer.step()
     model.eval()
     metrics = evaluate_tasks(model, tokenizer, "classification", rows, max_new_tokens=16, batch_size=4)
-    assert metrics == {"accuracy": 1.0, "invalid_rate": 0.0, "rows": 4}
+    assert metrics == {"accuracy": 1.0, "accuracy_se": 0.0, "invalid_rate": 0.0, "rows": 4}
