@@ -154,6 +154,7 @@ class Search:
     metric: str = "loss"  # loss: geometric mean answer loss (lower is better) | score: mean headline score
     target: list[str] = field(default_factory=list)  # datasets averaged into the target; []: those searched
     proxy: dict[str, object] = field(default_factory=dict)  # params key -> value for every proxy run
+    replicates: int = 2  # extra training seeds of the first proxy (seed noise), and of the proposal and baseline
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,8 @@ def validate(params: Params) -> None:
                          f"got {params.search.metric!r}")
     if params.search.proxies < 4:
         raise LancyError("params key `search.proxies` must be >= 4: the fit needs at least four runs")
+    if params.search.replicates < 0:
+        raise LancyError("params key `search.replicates` must be >= 0 (2: three runs of a mixture, to measure noise)")
 
     if params.data.source not in DATA_SOURCES:
         raise LancyError(

@@ -4,8 +4,9 @@ on the mixture weights, and the mixture it predicts best.
     python -m lancy.search sample        # queue search.proxies proxy experiments (then: dvc queue start);
                                          # another search.seed adds more, and propose uses them all
     python -m lancy.search propose       # fit, check, propose: reports/mixture-search.md and .png
-    python -m lancy.search validate      # queue the proposal and a few sampled mixtures at full size (those
-                                         # not run yet; a proposal is named by its weights)
+    python -m lancy.search validate      # queue the proposal and the baseline at full size, 1 + search.replicates
+                                         # seeds each, and a few sampled mixtures (those not run yet; a proposal
+                                         # is named by its weights)
 
 Sampling (RegMix, Liu et al. 2025): each proxy's weights over the datasets with a weight > 0 in `mixture` are
 a draw from Dirichlet(scale x share), with share the current normalized weights and scale log-uniform in
@@ -24,6 +25,17 @@ The loss needs no generation, so proxies skip it (`evaluate.generate: false` in 
 smoothly with the mixture where a small model's accuracy is near 0 or 1. With `search.metric: score` the target
 is the mean headline score (lancy.evaluation.SCORES; higher is better).
 
+Noise. `sample` also queues `search.replicates` more runs of the first proxy mixture that differ only in the
+training seeds of the stages the search re-runs (`sft.seed`, and `grpo.seed` with `search.model: grpo`), so
+that pretraining stays shared: their spread is the proxies' seed noise from SFT (and GRPO) training (data order,
+sampling, adapters), not from pretraining or from which rows the data stages drew. The report sets it beside the
+spread of the proxy targets over mixtures (a signal-to-noise ratio, as in "Signal and Noise", arXiv 2508.13144):
+two proxies whose true targets are drawn with that spread are put in the right order with probability
+1/2 + atan(ratio)/pi (0.75 at 1, 0.85 at 2), and the report warns below 2. Replicates are averaged into one
+observation for the fit. At full size, `validate` runs the proposal and the baseline with 1 + `search.replicates`
+seeds each (the baseline's first is the commit itself); `propose` then compares them per target dataset, paired
+over the held-out rows and over the seeds (lancy.compare), with Holm-adjusted verdicts.
+
 Two regressions from scikit-learn (ridge on the weights, and a Gaussian process) are each judged by their
 leave-one-out predictions: Spearman rank correlation with the observed targets, and mean absolute error. The
 better one searches the weight simplex: 100,000 seeded Dirichlet(1) points, and the proposal is the mean of the
@@ -31,6 +43,8 @@ better one searches the weight simplex: 100,000 seeded Dirichlet(1) points, and 
 """
 import argparse
 import json
+import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +56,10 @@ from lancy.errors import LancyError, run_stage
 PROXY_PREFIX = "search-proxy-"
 FULL_PREFIX = "search-full-"
 BASELINE = "baseline (params.yaml)"
+REPLICATE = re.compile(r"-r\d+$")  # a replicate's name: its mixture's run, then -r1, -r2, ...
+# The seeds a replicate varies: those of the stages the search re-runs up to its model (pretraining stays shared).
+STAGE_SEEDS = {"pretrain": (), "sft": ("sft.seed",), "grpo": ("sft.seed", "grpo.seed")}
+NOISY = 2.0  # signal-to-noise below which the report warns: pairs of proxies ranked right under 85% of the time
 # What a proxy may change: nothing pretraining reads, so every proxy reuses the same pretrained model.
 PROXY_KEYS = ("sft.", "grpo.", "evaluate.", "mix.sft_rows", "mix.rl_rows")
 SIMPLEX_POINTS = 100_000
@@ -98,6 +116,32 @@ def queue_commands(mixtures: list[dict], overrides: dict, names: list[str], mode
              *[arg for source, w in m.items() for arg in ("-S", f"mixture.{source}={w}")],
              *[arg for key, value in overrides.items() for arg in ("-S", f"{key}={json.dumps(value)}")]]
             for name, m in zip(names, mixtures, strict=True)]
+
+
+def replicate_overrides(model: str, seed: int, k: int) -> dict:
+    """The params of replicate k (1, 2, ...) of a run: the training seeds of the stages the search re-runs."""
+    return {key: seed + k for key in STAGE_SEEDS[model]}
+
+
+def merge_replicates(xs: np.ndarray, ys: np.ndarray, labels: list[str]):
+    """Replicates (named <run>-r<k>) averaged into their run's observation for the fit; and the seed noise: the
+    pooled standard deviation of the targets within runs that have replicates (None without any), with the
+    number of runs that went into it."""
+    stems = [REPLICATE.sub("", label) for label in labels]
+    order = list(dict.fromkeys(stems))
+    merged = [[i for i, s in enumerate(stems) if s == stem] for stem in order]
+    squares, df = 0.0, 0
+    for members in merged:
+        if len(members) > 1:
+            squares += float(((ys[members] - ys[members].mean()) ** 2).sum())
+            df += len(members) - 1
+    noise = (math.sqrt(squares / df), sum(len(m) for m in merged if len(m) > 1)) if df else (None, 0)
+    return (np.array([xs[m[0]] for m in merged]), np.array([ys[m].mean() for m in merged]), order, noise)
+
+
+def signal_to_noise(ys: np.ndarray, noise: float | None) -> float | None:
+    """The spread of the targets over mixtures (standard deviation) over the seed noise."""
+    return float(np.std(ys, ddof=1) / noise) if noise and len(ys) > 1 else None
 
 
 def observations(rows: list[dict], names: list[str], model: str, target: list[str], prefix: str, metric: str):
@@ -210,9 +254,31 @@ def describe(metric: str, model: str, target: list[str]) -> str:
     return f"{what} of {model} on {', '.join(target)}"
 
 
-def report(p, names, target, xs, ys, labels, result, full: tuple, baseline: tuple, scores: dict) -> str:
+def noise_section(ys: np.ndarray, noise: tuple, model: str) -> list[str]:
+    """The report's lines on the proxies' seed noise against the spread of their targets."""
+    sd, runs = noise
+    keys = ", ".join(f"`{k}`" for k in STAGE_SEEDS[model]) or "nothing (pretraining: no replicates)"
+    if sd is None:
+        return ["## Noise", "", "No replicate of a proxy has finished (`search.replicates`), so the proxies' seed noise "
+                "is unknown: nothing says whether their ranking is signal.", ""]
+    ratio = signal_to_noise(ys, sd)
+    lines = ["## Noise", "",
+             f"Seed noise of one proxy: {sd:.4f} (standard deviation of the target over {runs} runs of one mixture "
+             f"that differ in {keys}). Spread of the proxy targets over {len(ys)} mixtures: {np.std(ys, ddof=1):.4f}. "
+             f"Signal-to-noise: {ratio:.2f}; two proxies are put in the order of their true targets with probability "
+             f"{0.5 + math.atan(ratio) / math.pi:.2f}.", ""]
+    if ratio < NOISY:
+        lines += [f"**Too noisy to rank mixtures** (signal-to-noise under {NOISY:g}): the proxies' differences are "
+                  "mostly seed noise. Give proxies more steps (`search.proxy`), evaluate more rows "
+                  "(`data.test_rows`), or average replicates of every proxy.", ""]
+    return lines
+
+
+def report(p, names, target, xs, ys, labels, result, full: tuple, baseline: tuple, scores: dict,
+           noise: tuple = (None, 0), validation: str | None = None) -> str:
     """The markdown report; `full` and `baseline`: observations() of the full-size runs and the baseline commit;
-    `scores`: their mean held-out scores by run, shown next to a loss target."""
+    `scores`: their mean held-out scores by run, shown next to a loss target; `noise`: merge_replicates' seed
+    noise; `validation`: the paired comparison of the proposal and the baseline at full size (markdown)."""
     weights = " ".join(f"-S mixture.{n}={w:g}" for n, w in zip(names, result["proposal"], strict=True))
     lower = lower_is_better(p.search.metric)
     best = int(ys.argmin() if lower else ys.argmax())
@@ -236,6 +302,7 @@ def report(p, names, target, xs, ys, labels, result, full: tuple, baseline: tupl
             "proposal. Add proxies (another `search.seed` adds runs), evaluate more rows, or choose a target "
             "that the proxies' settings can move.", ""]),
         "![observed proxy runs and the predicted target along each weight](mixture-search.png)", "",
+        *noise_section(ys, noise, p.search.model),
     ]
     runs = list(zip(full[2], full[0], full[1], strict=True))
     if len(baseline[1]):
@@ -262,6 +329,8 @@ def report(p, names, target, xs, ys, labels, result, full: tuple, baseline: tupl
                     f"{at_proxy_size(label, x)} |" + (f" {scores.get(label, float('nan')):.4f} |" if score else "")
                     for i, (label, x, y) in enumerate(sorted(runs, key=lambda run: run[2] if lower else -run[2]))],
                   ""]
+    lines += ["## The proposal against the baseline at full size", "",
+              validation or "Not run yet: `python -m lancy.search validate`, then `dvc queue start`.", ""]
     lines += ["## Proxy runs", "", "| experiment | " + " | ".join(names) + " | target |",
               "|" + "---|" * (len(names) + 2),
               *[f"| {label} | " + " | ".join(f"{w:.2f}" for w in x) + f" | {y:.4f} |"
@@ -280,6 +349,32 @@ def _queue(commands: list[list[str]], dry: bool) -> None:
             raise LancyError(f"`{' '.join(command)}` failed (its error is above)")
 
 
+def validation(rows: list[dict], model: str, target: list[str], proposal: str, baseline: str) -> str | None:
+    """The proposal's full-size runs (named `proposal`, and its replicates) against the baseline's (the commit and
+    the replicates named `baseline`): the paired, seed-aware comparison of `model` per target dataset
+    (lancy.compare), or None before both have run."""
+    from lancy.compare import comparison_table, comparisons, judge, load_runs, matched
+
+    def runs(name):
+        return [row for row in rows if REPLICATE.sub("", row["name"]) == name]
+
+    base = {"runs": [row for row in rows if row["baseline"]][:1] + runs(baseline)}
+    prop = {"runs": runs(proposal)}
+    if not base["runs"] or not prop["runs"]:
+        return None
+    found = comparisons(load_runs(base, (model,)), load_runs(prop, (model,)), matched(base, prop),
+                        ("baseline", "proposal"), [(model, model)])
+    found = judge([row for row in found if row["dataset"] in target])
+    return (f"{len(base['runs'])} seeds of the baseline (A: params.yaml) against {len(prop['runs'])} of the "
+            f"proposal (B: {proposal}), {model} on the target datasets; paired over the held-out rows of runs "
+            f"with the same seeds, over seeds, Holm-adjusted (lancy.compare):\n\n" + comparison_table(found))
+
+
+def merged(rows, names, model, target, prefix, metric):
+    """observations() with replicates averaged into their run's (merge_replicates)."""
+    return merge_replicates(*observations(rows, names, model, target, prefix, metric))[:3]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("sample", "propose", "validate"))
@@ -287,43 +382,56 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3, help="validate: sampled mixtures run at full size")
     parser.add_argument("--out", default="reports")
     args = parser.parse_args(argv)
-    p = P.load(("mixture", "search"))
+    p = P.load(("seed", "mixture", "search"))
     check_proxy(p.search.proxy, p.search.metric)
     names = sources(p.mixture)
     target = targets(p.search.target, p.mixture)
+    model, metric, seeds = p.search.model, p.search.metric, range(1, p.search.replicates + 1)
+    replicas = [replicate_overrides(model, p.seed, k) for k in seeds] if STAGE_SEEDS[model] else []
     if args.command == "sample":
         mixtures = sample_mixtures(p.mixture, p.search.proxies, p.search.seed)
         names_ = [f"{PROXY_PREFIX}s{p.search.seed}-{i:02d}" for i in range(len(mixtures))]  # a new seed adds runs
-        _queue(queue_commands(mixtures, p.search.proxy, names_, p.search.model), args.dry)
-        print(f"queued {p.search.proxies} proxies; run them with `dvc queue start`, then "
-              f"`python -m lancy.search propose`")
+        commands = queue_commands(mixtures, p.search.proxy, names_, model)
+        commands += [command for k, seeds_k in enumerate(replicas, 1)  # the first proxy again: its seed noise
+                     for command in queue_commands(mixtures[:1], {**p.search.proxy, **seeds_k},
+                                                   [f"{names_[0]}-r{k}"], model)]
+        _queue(commands, args.dry)
+        print(f"queued {p.search.proxies} proxies and {len(replicas)} replicates; run them with `dvc queue start`, "
+              f"then `python -m lancy.search propose`")
         return
     rows = experiments(exp_show())
-    model, metric = p.search.model, p.search.metric
-    xs, ys, labels = observations(rows, names, model, target, PROXY_PREFIX, metric)
+    xs, ys, labels, noise = merge_replicates(*observations(rows, names, model, target, PROXY_PREFIX, metric))
     result = fit(xs, ys, p.search.seed, lower_is_better(metric))
+    weights = "-".join(f"{w * 100:02.0f}" for w in result["proposal"])  # e.g. search-full-s0-proposal-34-65-00
+    proposal, baseline = f"{FULL_PREFIX}s{p.search.seed}-proposal-{weights}", f"{FULL_PREFIX}s{p.search.seed}-baseline"
     if args.command == "validate":
         picks = np.argsort(ys)[np.linspace(0, len(ys) - 1, args.runs).round().astype(int)]  # low .. high
-        mixtures = [dict(zip(names, result["proposal"].tolist(), strict=True))]
-        mixtures += [dict(zip(names, xs[i].round(2).tolist(), strict=True)) for i in picks]
-        named = "-".join(f"{w * 100:02.0f}" for w in result["proposal"])  # e.g. search-full-s0-proposal-34-65-00
-        labels_ = [f"{FULL_PREFIX}s{p.search.seed}-proposal-{named}"]
-        labels_ += [f"{FULL_PREFIX}{labels[i].removeprefix(PROXY_PREFIX)}" for i in picks]
+        mixture = dict(zip(names, result["proposal"].tolist(), strict=True))
+        runs = [(mixture, proposal, {})] + [(mixture, f"{proposal}-r{k}", r) for k, r in enumerate(replicas, 1)]
+        runs += [({}, f"{baseline}-r{k}", r) for k, r in enumerate(replicas, 1)]  # its first seed: the commit
+        runs += [(dict(zip(names, xs[i].round(2).tolist(), strict=True)),
+                  f"{FULL_PREFIX}{labels[i].removeprefix(PROXY_PREFIX)}", {}) for i in picks]
         done = {row["name"] for row in rows}  # run already (proposals are named by their weights): not again
-        todo = [(m, label) for m, label in zip(mixtures, labels_, strict=True) if label not in done]
-        print(f"at full size already: {', '.join(sorted(done.intersection(labels_))) or 'none'}")
-        _queue(queue_commands([m for m, _ in todo], {}, [label for _, label in todo], model), args.dry)
+        todo = [run for run in runs if run[1] not in done]
+        print(f"at full size already: {', '.join(sorted(done.intersection(r[1] for r in runs))) or 'none'}")
+        _queue([command for m, label, r in todo for command in queue_commands([m], r, [label], model)], args.dry)
         return
-    full = observations(rows, names, model, target, FULL_PREFIX, metric)
-    baseline_row = [row for row in rows if row["baseline"]][:1]
-    baseline = observations(baseline_row, names, model, target, "", metric)
-    _, full_scores, full_labels = observations(rows, names, model, target, FULL_PREFIX, "score")
+    full = merged(rows, names, model, target, FULL_PREFIX, metric)
+    keep = [i for i, label in enumerate(full[2]) if label != baseline]  # the baseline's replicates: in its row
+    full = (full[0][keep], full[1][keep], [full[2][i] for i in keep])
+    baseline_rows = [row for row in rows if row["baseline"]][:1] + [row for row in rows if
+                                                                    REPLICATE.sub("", row["name"]) == baseline]
+    base_xs, base_ys, _ = observations(baseline_rows, names, model, target, "", metric)
+    base = (base_xs[:1], base_ys.mean(keepdims=True)) if len(base_ys) else (base_xs, base_ys)
+    _, full_scores, full_labels = merged(rows, names, model, target, FULL_PREFIX, "score")
     scores = dict(zip(full_labels, full_scores, strict=True))
-    scores[BASELINE] = next(iter(observations(baseline_row, names, model, target, "", "score")[1]), float("nan"))
+    base_scores = observations(baseline_rows, names, model, target, "", "score")[1]
+    scores[BASELINE] = float(base_scores.mean()) if len(base_scores) else float("nan")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot(names, xs, ys, result, out / "mixture-search.png", f"{model} {metric} on {'+'.join(target)}")
-    text = report(p, names, target, xs, ys, labels, result, full, baseline, scores)
+    text = report(p, names, target, xs, ys, labels, result, full, base, scores, noise,
+                  validation(rows, model, target, proposal, baseline))
     (out / "mixture-search.md").write_text(text)
     print(text)
 

@@ -3,6 +3,7 @@
     python -m lancy.show data/mixed/sft                    # row count, columns, the first 5 rows
     python -m lancy.show data/raw/imdb/train -n 3 --offset 100 --columns text,label
     python -m lancy.show data/tokenized/sft --decode       # token ids as text, with the run's tokenizer
+    python -m lancy.show data/results/sft --rev exp-name   # a folder as an experiment or commit left it (DVC cache)
 
 The tables are also plain Parquet: `datasets.load_dataset("parquet", data_files="data/mixed/sft/*.parquet")`,
 `pandas.read_parquet("data/mixed/sft")` or DuckDB read them as they are.
@@ -10,6 +11,7 @@ The tables are also plain Parquet: `datasets.load_dataset("parquet", data_files=
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from lancy.errors import LancyError, run_stage
@@ -47,10 +49,17 @@ def main() -> None:
     parser.add_argument("--offset", type=int, default=0)
     parser.add_argument("--columns", default="", help="comma-separated column names")
     parser.add_argument("--decode", action="store_true", help=f"add the text of input_ids ({TOKENIZER})")
+    parser.add_argument("--rev", help="read the folder as this experiment or commit left it, from the DVC cache")
     args = parser.parse_args()
     import datasets
 
     datasets.disable_progress_bars()
+    if args.rev:
+        from lancy.results import at_revision
+
+        with tempfile.TemporaryDirectory(prefix="lancy-rev-") as tmp:
+            show(str(at_revision(args.folder, args.rev, tmp)), args.rows, args.offset, args.columns, args.decode)
+        return
     show(args.folder, args.rows, args.offset, args.columns, args.decode)
 
 

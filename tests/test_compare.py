@@ -1,16 +1,20 @@
-"""lancy.compare on `dvc exp show --json` output (its schema: dvc/repo/experiments/serialize.py)."""
+"""lancy.compare on `dvc exp show --json` output (its schema: dvc/repo/experiments/serialize.py) and on per-row
+results (lancy.results) of synthetic runs."""
 import json
 
+import numpy as np
 import pytest
 
 from lancy import compare
 from lancy.errors import LancyError
+from lancy.results import task_results
 
 
-def _state(rev, name, imdb, accuracy, share, error=None):
-    params = {"seed": 42, "mixture": {"imdb": imdb, "sst2": 0.4, "gsm8k": 0.2}, "mix": {"sft_rows": 3000}}
+def _state(rev, name, imdb, accuracy, share, error=None, seed=42):
+    params = {"seed": seed, "mixture": {"imdb": imdb, "sst2": 0.4, "gsm8k": 0.2}, "mix": {"sft_rows": 3000},
+              "sft": {"seed": -1}}
     metrics = {
-        "metrics/eval/sft.json": {"data": {"imdb": {"accuracy": accuracy, "rows": 200},
+        "metrics/eval/sft.json": {"data": {"imdb": {"accuracy": accuracy, "accuracy_se": 0.02, "rows": 200},
                                            "gsm8k": {"exact_match": 0.02, "rows": 200},
                                            "wikitext": {"perplexity": 349.2, "tokens": 8448}}},
         "metrics/eval/grpo.json": {"data": {"imdb": {"accuracy": accuracy + 0.01, "rows": 200}}},
@@ -44,46 +48,110 @@ def test_experiments_are_the_baseline_and_finished_runs(show):
     rows = compare.experiments(show)
     assert [r["name"] for r in rows] == ["main", "exp-low", "exp-high"]
     assert rows[1]["params"]["mixture.imdb"] == 0.2 and rows[1]["rev"] == "b" * 40
-    assert [r["name"] for r in compare.experiments(show, ["exp-high", "bbbbbbb"])] == ["exp-low", "exp-high"]
+    # in the order named: the first named is A of the comparison
+    assert [r["name"] for r in compare.experiments(show, ["exp-high", "bbbbbbb"])] == ["exp-high", "exp-low"]
     with pytest.raises(LancyError, match="exp-nope"):
         compare.experiments(show, ["exp-nope"])
 
 
-def test_table_holds_varying_params_scores_perplexity_and_shares(show):
+def test_overview_holds_varying_params_scores_with_their_errors_perplexity_and_shares(show):
     rows = compare.experiments(show)
     assert compare.varying(rows) == ["mixture.imdb"]
-    header, body = compare.table(rows)
+    header, body = compare.overview(rows)
     assert header[:2] == ["experiment", "mixture.imdb"]
     for column in ("sft imdb accuracy", "sft gsm8k exact_match", "sft wikitext perplexity", "grpo imdb accuracy",
                    "SFT share imdb", "SFT share sst2"):
         assert column in header
     low = dict(zip(header, body[1], strict=True))
-    assert low["experiment"] == "exp-low" and low["sft imdb accuracy"] == 0.80 and low["SFT share imdb"] == 0.35
-    assert low["grpo imdb accuracy"] == pytest.approx(0.81)
-    # shares of right rows carry their 95% interval for the 200 rows evaluated; perplexity and token shares do not
-    assert ("| exp-high | 0.8 | 0.02 [0.01, 0.05] | 0.95 [0.91, 0.97] | 349.2 | 0.96 [0.92, 0.98] | 0.75 | 0.25 |"
-            in compare.markdown(header, body))
+    assert low["experiment"] == "exp-low" and low["sft imdb accuracy"] == (0.80, 0.02)
+    assert "| exp-high | 0.8 | 0.02 | 0.95 ± 0.02 | 349.2 | 0.96 | 0.75 | 0.25 |" in compare.markdown(header, body)
 
 
-@pytest.mark.parametrize(("share", "rows", "low", "high"), [
-    (0.5, 100, 0.4038, 0.5962),   # the textbook case
-    (0.0, 200, 0.0, 0.0188),      # none right: z^2 / (n + z^2) above, not an empty interval
-    (1.0, 200, 0.9812, 1.0),
-    (0.24, 200, 0.1861, 0.3037),  # the committed sft model on fpb_allagree
-    (0.39, 200, 0.3251, 0.4591),  # and the grpo model
-])
-def test_score_interval_is_wilsons(share, rows, low, high):
-    assert compare.Score(share, rows).interval() == pytest.approx((low, high), abs=1e-4)
-    assert compare.Score(share, rows) == share
+def test_experiments_that_differ_only_in_seeds_form_a_group():
+    def row(name, imdb, seed, sft_seed=-1, baseline=False):
+        return {"name": name, "rev": name, "baseline": baseline, "metrics": {},
+                "params": {"seed": seed, "sft.seed": sft_seed, "mixture.imdb": imdb}}
+
+    rows = [row("main", 0.4, 42, baseline=True), row("s1", 0.4, 1), row("high", 0.7, 42), row("high1", 0.7, 1),
+            row("sft43", 0.4, 42, 43)]
+    found = compare.groups(rows)
+    assert [g["name"] for g in found] == ["main (3 seeds)", "mixture.imdb=0.7 (2 seeds)"]
+    assert [[r["name"] for r in g["runs"]] for g in found] == [["main", "s1", "sft43"], ["high", "high1"]]
+    assert compare.seeds_of(rows[0]) == (42, 42, 42, 42) and compare.seeds_of(rows[4]) == (42, 42, 43, 42)
+    assert compare.matched(found[0], found[1]) == [(0, 0), (1, 1)]  # the same seeds, so the same held-out rows
 
 
-def test_main_writes_the_report_and_picture(show, tmp_path, monkeypatch):
+ROWS = 400
+
+
+def _results(rng, chance, shift=0.0, loss_shift=0.0):
+    """Per-row results of one run: imdb rows answered right with each row's chance (+ shift), their answer
+    losses, and wikitext windows."""
+    right = rng.random(ROWS) < np.clip(chance + shift, 0, 1)
+    nll = rng.gamma(2.0, 0.5, ROWS) + loss_shift + (1 - right)
+    imdb = task_results("imdb", {"id": [f"row{i}" for i in range(ROWS)], "score": right.astype(float).tolist(),
+                                 "invalid": [False] * ROWS, "nll": nll.tolist(), "tokens": [2] * ROWS})
+    wiki = task_results("wikitext", {"id": [f"w{i}" for i in range(50)], "nll": (rng.gamma(5, 20, 50)).tolist(),
+                                     "tokens": [255] * 50})
+    import pyarrow as pa
+
+    return pa.concat_tables([imdb, wiki])
+
+
+@pytest.fixture
+def sweep(show, monkeypatch):
+    """The baseline and exp-high with three seeds each (the same seeds: paired rows); exp-high's SFT model answers
+    0.3 more of each IMDB row's chance, and each GRPO model 0.15 more than its SFT model; exp-low has another seed
+    (unpaired)."""
+    head = show[1]
+    head["experiments"] = [_group(_state("b" * 40, "exp-low", 0.2, 0.80, 0.35, seed=7)),
+                           _group(_state("c" * 40, "exp-high", 0.8, 0.95, 0.75))]
+    for rev, seed in (("f", 1), ("h", 2)):
+        head["experiments"] += [_group(_state(rev * 40, f"main-seed{seed}", 0.4, 0.90, 0.55, seed=seed)),
+                                _group(_state(rev.upper() * 40, f"exp-high-seed{seed}", 0.8, 0.95, 0.75, seed=seed))]
+    rng = np.random.default_rng(0)
+    chance = rng.beta(0.5, 0.5, ROWS)
+    results = {}
+    for rev, shift in (("a", 0.0), ("f", 0.0), ("h", 0.0), ("b", 0.0), ("c", 0.3), ("F", 0.3), ("H", 0.3)):
+        results[(rev * 40, "sft")] = _results(rng, chance, shift)
+        results[(rev * 40, "grpo")] = _results(rng, chance, shift + 0.15, loss_shift=-0.3)
     monkeypatch.setattr(compare, "exp_show", lambda: json.loads(json.dumps(show)))
+    monkeypatch.setattr("lancy.results.read_results", lambda model, rev=None: results[(rev, model)])
+    return results
+
+
+def _line(report: str, start: str) -> list[str]:
+    line = next(line for line in report.splitlines() if line.startswith(start))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_groups_compare_paired_over_rows_and_seeds_with_verdicts(sweep, tmp_path):
     compare.main(["--out", str(tmp_path)])
     report = (tmp_path / "compare.md").read_text()
-    assert "![held-out scores against mixture.imdb](compare.png)" in report
-    assert report.count("| exp-") == 2 and "| main |" in report
+    assert "### main (3 seeds) (A) against mixture.imdb=0.2 (B)" in report  # seed 7: no shared seeds, unpaired
+    high = report.split("### main (3 seeds) (A) against mixture.imdb=0.8 (3 seeds) (B)")[1]
+    cells = _line(high, "| sft | imdb | accuracy")
+    low, up = (float(v) for v in cells[5].split("[")[1].rstrip("]").split(","))
+    assert low < -0.03 and up < 0 and cells[8] == "mixture.imdb=0.8 (3 seeds) better"
+    assert cells[10:] == ["1200", "3"]  # 400 shared rows in each of 3 seeds
+    same = _line(high, "| sft | wikitext | loss (lower is better)")
+    assert same[8] == "no detectable difference" and float(same[6]) <= float(same[7])  # Holm never lowers a p
+    assert (tmp_path / "compare-differences.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_two_models_of_each_group_compare_on_the_same_rows(sweep, tmp_path):
+    compare.main(["--out", str(tmp_path), "--models", "sft", "grpo", "main", "main-seed1", "main-seed2"])
+    report = (tmp_path / "compare.md").read_text()
+    assert "### main (3 seeds): sft (A) against grpo (B)" in report
+    accuracy = _line(report, "| sft / grpo | imdb | accuracy")
+    assert accuracy[8] == "grpo better" and accuracy[11] == "3"
+    loss = _line(report, "| sft / grpo | imdb | answer_loss (lower is better)")
+    assert float(loss[5].split(" ")[0]) > 0 and loss[8] == "grpo better"  # grpo's loss is lower
+
+
+def test_main_needs_two_experiments_and_a_parameter_that_differs(show, tmp_path, monkeypatch):
+    monkeypatch.setattr(compare, "exp_show", lambda: json.loads(json.dumps(show)))
     with pytest.raises(LancyError, match="--x seed does not differ"):
         compare.main(["--out", str(tmp_path), "--x", "seed"])
     with pytest.raises(LancyError, match="fewer than two"):

@@ -236,8 +236,9 @@ def test_foreach_expands_to_one_instance_per_item(dvc, params_yaml):
     downloads = _instances("download", dvc["stages"]["download"], params_yaml)
     assert [d["cmd"] for d in downloads] == [f"python -m stages.download {n}" for n in params_yaml["mixture"]]
     evaluations = _instances("evaluate", dvc["stages"]["evaluate"], params_yaml)
-    assert [_out_paths(e) for e in evaluations] == [[f"data/results/{m}", f"metrics/eval/{m}.json", f"metrics/eval/{m}_scores.json"]
-                                                    for m in ("pretrain", "sft", "grpo")]
+    assert [_out_paths(e) for e in evaluations] == [
+        [f"data/results/{m}", f"metrics/eval/{m}.json", f"metrics/eval/{m}_scores.json"]
+        for m in ("pretrain", "sft", "grpo")]
 
 
 def test_top_level_metrics_are_stage_outs(dvc, params_yaml):

@@ -2,7 +2,7 @@
 
 dvc repro -> a second dvc repro is a no-op -> code edits make exactly the stages they touch out of date -> a new
 dataset would download that dataset alone -> a two-value mixture sweep through DVC's queue (pretraining is
-reused) -> lancy.compare's table and picture, dvc plots diff and dvc metrics diff across the sweep -> the run
+reused) -> per-row results read back from the DVC cache, lancy.compare's paired comparisons, dvc plots diff and dvc metrics diff across the sweep -> the run
 cache: the workspace goes to a swept value and back to the committed one without running a stage -> dvc push
 and dvc exp push to an S3 API on loopback (moto) and to a local remote -> a fresh clone pulls, and its
 dvc repro runs nothing; dvc exp pull brings an experiment with its outputs.
@@ -169,11 +169,23 @@ def test_pipeline_experiments_and_sharing(project: Path, tmp_path: Path):
               for n in sweep}
     assert shares[low] < shares[high]
 
-    # The comparison: lancy's table and picture, DVC's grouped bars and metrics diff.
+    # The comparison: per-row results of both experiments read back from the DVC cache and compared row by row
+    # (the same seed, so the same held-out rows); lancy's tables and pictures, DVC's grouped bars and metrics diff.
+    rows = _run([sys.executable, "-m", "lancy.show", "data/results/sft", "--rev", low, "-n", "3"], project)
+    assert int(re.search(r"sft: (\d+) rows", rows).group(1)) > 3 * SMALL["data"]["test_rows"]  # imdb sst2 gsm8k +
+    assert json.loads(rows.splitlines()[-1])["id"]
+    _run([sys.executable, "-m", "lancy.compare", low, high, "--out", str(tmp_path / "pair")], project)
+    pair = (tmp_path / "pair/compare.md").read_text()
+    assert "### mixture.imdb=0.2 (A) against mixture.imdb=0.7 (B)" in pair
+    loss = next(line for line in pair.splitlines() if line.startswith("| sft | imdb | answer_loss"))
+    assert loss.endswith(f"| {SMALL['data']['test_rows']} | 1 |")  # every held-out row, paired, one seed
+    assert re.search(r"\| (no detectable difference|mixture\.imdb=0\.[27] better) \|", loss)
     _run([sys.executable, "-m", "lancy.compare", "--out", str(tmp_path / "compare")], project)
     report = (tmp_path / "compare/compare.md").read_text()
     assert "mixture.imdb" in report and low in report and high in report and "sft imdb accuracy" in report
-    assert (tmp_path / "compare/compare.png").read_bytes()[:4] == b"\x89PNG"
+    assert report.count(" (A) against mixture.imdb=") == 2  # the baseline against each experiment
+    for picture in ("compare.png", "compare-differences.png"):
+        assert (tmp_path / "compare" / picture).read_bytes()[:4] == b"\x89PNG"
     plots = json.loads(_run(["dvc", "plots", "diff", low, high, "--json"], project))["data"]
     bars = plots["held_out_sft"][0]["content"]["data"]["values"]
     assert {row["rev"] for row in bars} == {low, high} and {row["dataset"] for row in bars} >= {"imdb", "sst2"}

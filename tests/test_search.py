@@ -143,7 +143,48 @@ def test_validate_names_the_proposal_by_its_weights_and_skips_what_ran(tmp_path,
     monkeypatch.setattr(search, "experiments", lambda show: json.loads(json.dumps(rows)))
     search.main(["validate", "--dry"])
     out = capsys.readouterr().out
-    queued = [line.split()[5] for line in out.splitlines() if line.startswith("dvc exp run")]
-    assert len(queued) == 3 and best.replace("proxy", "full") not in queued
-    assert queued[0].startswith("search-full-s0-proposal-") and len(queued[0].split("-")) == 7
+    commands = [line for line in out.splitlines() if line.startswith("dvc exp run")]
+    queued = [line.split()[5] for line in commands]
+    # the proposal and the baseline with 3 seeds each (the commit is the baseline's first), 2 of 3 sampled ones
+    assert len(queued) == 7 and best.replace("proxy", "full") not in queued
+    proposal = queued[0]
+    assert proposal.startswith("search-full-s0-proposal-") and len(proposal.split("-")) == 7
+    assert queued[1:5] == [f"{proposal}-r1", f"{proposal}-r2", "search-full-s0-baseline-r1", "search-full-s0-baseline-r2"]
+    assert commands[1].endswith(" -S sft.seed=43") and commands[2].endswith(" -S sft.seed=44")
+    assert commands[3].endswith("evaluate@sft -S sft.seed=43")  # the baseline's mixture: params.yaml's
     assert f"at full size already: {best.replace('proxy', 'full')}" in out
+
+
+def test_replicates_merge_into_one_observation_and_measure_the_seed_noise():
+    xs = np.array([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [1.0, 0.0], [0.2, 0.8]])
+    ys = np.array([1.0, 1.2, 1.4, 2.0, 3.0])
+    labels = ["search-proxy-s0-00", "search-proxy-s0-00-r1", "search-proxy-s0-00-r2", "search-proxy-s0-01",
+              "search-proxy-s0-02"]
+    mx, my, names, (noise, runs) = search.merge_replicates(xs, ys, labels)
+    assert names == ["search-proxy-s0-00", "search-proxy-s0-01", "search-proxy-s0-02"] and runs == 3
+    assert my.tolist() == pytest.approx([1.2, 2.0, 3.0]) and mx.tolist() == [[0.5, 0.5], [1.0, 0.0], [0.2, 0.8]]
+    assert noise == pytest.approx(0.2)  # the standard deviation of 1.0, 1.2, 1.4
+    assert search.signal_to_noise(my, noise) == pytest.approx(np.std([1.2, 2.0, 3.0], ddof=1) / 0.2)
+    assert search.merge_replicates(xs[3:], ys[3:], labels[3:])[3] == (None, 0)
+    assert search.replicate_overrides("grpo", 42, 2) == {"sft.seed": 44, "grpo.seed": 44}
+
+
+def test_noise_section_warns_when_seeds_move_the_target_as_much_as_mixtures():
+    quiet = "\n".join(search.noise_section(np.array([1.0, 2.0, 3.0]), (0.1, 3), "sft"))
+    assert "Signal-to-noise: 10.00" in quiet and "probability 0.97" in quiet and "Too noisy" not in quiet
+    noisy = "\n".join(search.noise_section(np.array([1.0, 1.1, 1.2]), (0.1, 3), "sft"))
+    assert "Signal-to-noise: 1.00" in noisy and "probability 0.75" in noisy and "Too noisy to rank" in noisy
+    assert "unknown" in "\n".join(search.noise_section(np.array([1.0, 2.0]), (None, 0), "sft"))
+
+
+def test_sample_queues_replicates_of_the_first_proxy(tmp_path, monkeypatch, capsys):
+    params = yaml.safe_load(open("params.yaml"))
+    params["search"].update(proxies=4, replicates=2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    search.main(["sample", "--dry"])
+    commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("dvc exp run")]
+    assert [c.split()[5] for c in commands] == [f"search-proxy-s0-0{i}" for i in range(4)] + [
+        "search-proxy-s0-00-r1", "search-proxy-s0-00-r2"]
+    first = commands[0].split(" -S ")
+    assert commands[4].split(" -S ")[1:] == [*first[1:], f"sft.seed={params['seed'] + 1}"]  # same mixture, proxy
