@@ -321,22 +321,27 @@ def plot(header: list[str], body: list[list], x: str | None, path: Path) -> None
 
 
 def plot_differences(sections: list[tuple[str, list[dict]]], path: Path) -> None:
-    """Every comparison's A - B with its 95% interval, one panel per comparison of two sides; filled markers
-    where the (Holm-adjusted) test finds a difference. Losses are drawn as B - A, so right is better for A."""
+    """Every comparison's difference with its 95% interval: per comparison of two sides, a panel of headline
+    scores (A - B) and one of losses (B - A, so that right is better for A in both); filled red where the
+    (Holm-adjusted) test finds a difference, hollow grey where it does not."""
     plt = _pyplot()
-    height = max(len(rows) for _, rows in sections) * 0.28 + 1.2
-    figure, axes = plt.subplots(1, len(sections), figsize=(6.0 * len(sections), height), squeeze=False)
-    for ax, (title, rows) in zip(axes[0], sections, strict=True):
+    panels = [(f"{title}: {kind}", [r for r in rows if r["lower"] == (kind == "losses")])
+              for title, rows in sections for kind in ("scores", "losses")]
+    panels = [(title, rows) for title, rows in panels if rows]
+    height = max(len(rows) for _, rows in panels) * 0.3 + 1.3
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), height), squeeze=False)
+    for ax, (title, rows) in zip(axes[0], panels, strict=True):
         for i, r in enumerate(reversed(rows)):
             e, sign = r["estimate"], -1 if r["lower"] else 1
+            low, high = sorted((sign * e.low, sign * e.high))
             found = r["verdict"] != "no detectable difference"
-            ax.errorbar([sign * e.difference], [i], xerr=[[e.difference - e.low], [e.high - e.difference]],
+            ax.errorbar([sign * e.difference], [i], xerr=[[sign * e.difference - low], [high - sign * e.difference]],
                         fmt="o", color="tab:red" if found else "tab:gray", mfc=None if found else "white", capsize=3)
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(range(len(rows)), [f"{r['model']} {r['dataset']} {r['measure']}" for r in reversed(rows)],
                       fontsize=7)
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("A better →   (losses: B - A)")
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("B - A (loss): A better →" if rows[0]["lower"] else "A - B: A better →")
         ax.grid(alpha=0.3, axis="x")
     figure.tight_layout()
     figure.savefig(path, dpi=110)

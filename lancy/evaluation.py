@@ -221,8 +221,8 @@ def corpus_summary(rows: dict) -> dict:
 
     if not rows["nll"]:
         return {"perplexity": None, "tokens": 0}
-    loss = ratio(rows["nll"], rows["tokens"])
-    return {"perplexity": math.exp(loss), "perplexity_se": _finite(math.exp(loss) * standard_error(rows["nll"], rows["tokens"])),
+    loss, se = ratio(rows["nll"], rows["tokens"]), standard_error(rows["nll"], rows["tokens"])
+    return {"perplexity": math.exp(loss), "perplexity_se": _finite(math.exp(loss) * se),
             "tokens": sum(rows["tokens"]) + len(rows["tokens"])}
 
 

@@ -259,8 +259,8 @@ def noise_section(ys: np.ndarray, noise: tuple, model: str) -> list[str]:
     sd, runs = noise
     keys = ", ".join(f"`{k}`" for k in STAGE_SEEDS[model]) or "nothing (pretraining: no replicates)"
     if sd is None:
-        return ["## Noise", "", "No replicate of a proxy has finished (`search.replicates`), so the proxies' seed noise "
-                "is unknown: nothing says whether their ranking is signal.", ""]
+        return ["## Noise", "", "No replicate of a proxy has finished (`search.replicates`), so the proxies' seed "
+                "noise is unknown: nothing says whether their ranking is signal.", ""]
     ratio = signal_to_noise(ys, sd)
     lines = ["## Noise", "",
              f"Seed noise of one proxy: {sd:.4f} (standard deviation of the target over {runs} runs of one mixture "
@@ -403,7 +403,8 @@ def main(argv: list[str] | None = None) -> None:
     xs, ys, labels, noise = merge_replicates(*observations(rows, names, model, target, PROXY_PREFIX, metric))
     result = fit(xs, ys, p.search.seed, lower_is_better(metric))
     weights = "-".join(f"{w * 100:02.0f}" for w in result["proposal"])  # e.g. search-full-s0-proposal-34-65-00
-    proposal, baseline = f"{FULL_PREFIX}s{p.search.seed}-proposal-{weights}", f"{FULL_PREFIX}s{p.search.seed}-baseline"
+    proposal = f"{FULL_PREFIX}s{p.search.seed}-proposal-{weights}"
+    baseline = f"{FULL_PREFIX}s{p.search.seed}-baseline"
     if args.command == "validate":
         picks = np.argsort(ys)[np.linspace(0, len(ys) - 1, args.runs).round().astype(int)]  # low .. high
         mixture = dict(zip(names, result["proposal"].tolist(), strict=True))

@@ -11,8 +11,9 @@ same held-out rows) are compared **paired**, row by row (Miller 2024, "Adding Er
 2411.00640): the difference's noise is that of the per-row differences, far smaller than that of two scores
 taken apart when both models get the same rows right.
 - interval: the paired bootstrap's 95% percentile interval (rows resampled together, seeded);
-- p-value: McNemar's test (its mid-p version) when both sides are right/wrong rows (a binomial test on the rows
-  where they disagree: scipy), otherwise the bootstrap's (twice the share of resampled differences on the far side of 0).
+- p-value: McNemar's test (its mid-p version) when both sides are right/wrong rows (a binomial test on the
+  rows where they disagree: scipy), otherwise the bootstrap's (twice the share of resampled differences on
+  the far side of 0).
 
 Replicates over seeds (one paired difference per seed, each with its row variance) are combined as a
 random-effects meta-analysis with the Hartung-Knapp-Sidik-Jonkman variance and a t distribution on seeds - 1
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -344,3 +344,41 @@ def test_trained_model_reaches_full_accuracy(tokenizer):
     model.eval()
     metrics = evaluate_tasks(model, tokenizer, "classification", rows, max_new_tokens=16, batch_size=4)
     assert metrics == {"accuracy": 1.0, "accuracy_se": 0.0, "invalid_rate": 0.0, "rows": 4}
+
+
+# ------------------------------------------------------------------------------------------- per-row results
+
+def test_answer_losses_are_each_rows_own_and_sum_to_the_answer_loss(model, tokenizer):
+    from lancy.evaluation import answer_losses
+
+    rows = IMDB + GSM8K + [{**IMDB[0], "completion": ""}]  # the last has nothing to score
+    nll, tokens = answer_losses(model, tokenizer, rows, batch_size=4)
+    assert nll[-1] is None and tokens[-1] == 0
+    for row, loss, count in zip(rows[:-1], nll, tokens, strict=False):
+        alone, length = _completion_loss_alone(model, tokenizer, row)
+        assert loss == pytest.approx(alone, rel=1e-4) and count == length
+    assert sum(nll[:-1]) / sum(tokens) == pytest.approx(answer_loss(model, tokenizer, rows, batch_size=4), rel=1e-6)
+
+
+def test_summaries_come_from_the_rows(tokenizer, scripted):
+    from lancy.evaluation import answer_rows, summarize
+
+    scripted([" negative", " Negative.", " great", "", " positive", " positive"])
+    rows = answer_rows(None, tokenizer, "classification", IMDB, max_new_tokens=64, batch_size=3)
+    assert rows["score"] == [1.0, 0.0, 0.0, 0.0, 0.0, 1.0] and rows["invalid"] == [False, False, True, True, False,
+                                                                                    False]
+    rows.update(nll=[1.0, 2.0, 3.0, 4.0, None, 6.0], tokens=[1, 1, 2, 2, 0, 2])  # a ratio of sums: 16 / 8
+    result = summarize("classification", rows)
+    assert result["answer_loss"] == 2.0 and result["loss_rows"] == 5 and result["rows"] == 6
+    z = (np.array([1.0, 2.0, 3.0, 4.0, 6.0]) - 2.0 * np.array([1, 1, 2, 2, 2])) / 1.6  # the delta method
+    assert result["answer_loss_se"] == pytest.approx(np.std(z, ddof=1) / np.sqrt(5))
+
+
+def test_corpus_windows_have_stable_ids_and_give_the_perplexity(model, tokenizer):
+    from lancy.evaluation import corpus_windows
+
+    windows = corpus_windows(model, tokenizer, TEXT * 6, batch_size=2)
+    assert windows == corpus_windows(model, tokenizer, TEXT * 6, batch_size=3)  # ids and losses: any batching
+    assert len(set(windows["id"])) == len(windows["id"]) and all(len(i) == 16 for i in windows["id"])
+    expected = math.exp(sum(windows["nll"]) / sum(windows["tokens"]))
+    assert perplexity(model, tokenizer, TEXT * 6, batch_size=2)["perplexity"] == pytest.approx(expected)

@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
@@ -596,3 +597,8 @@ def test_encoder_decoder_through_sft_and_evaluate(seq2seq_folders, workspace, mo
     result = json.loads(Path("metrics/eval/sft.json").read_text())
     assert result["imdb"]["rows"] == 4 and 0 <= result["imdb"]["accuracy"] <= 1
     assert result["wikitext"]["perplexity"] is None  # no plain-text perplexity for an encoder-decoder
+    rows = pq.read_table("data/results/sft").to_pandas()  # per row: answer losses for all, answers for max_rows
+    imdb = rows[rows.dataset == "imdb"]
+    assert imdb["generated"].notna().sum() == 4 and len(imdb) == result["imdb"]["loss_rows"] > 4
+    assert result["imdb"]["answer_loss"] == pytest.approx(imdb.nll.sum() / imdb.tokens.sum())
+    assert imdb["id"].is_unique and "wikitext" not in set(rows.dataset)

@@ -2,10 +2,11 @@
 
 dvc repro -> a second dvc repro is a no-op -> code edits make exactly the stages they touch out of date -> a new
 dataset would download that dataset alone -> a two-value mixture sweep through DVC's queue (pretraining is
-reused) -> per-row results read back from the DVC cache, lancy.compare's paired comparisons, dvc plots diff and dvc metrics diff across the sweep -> the run
-cache: the workspace goes to a swept value and back to the committed one without running a stage -> dvc push
-and dvc exp push to an S3 API on loopback (moto) and to a local remote -> a fresh clone pulls, and its
-dvc repro runs nothing; dvc exp pull brings an experiment with its outputs.
+reused) -> per-row results read back from the DVC cache, lancy.compare's paired comparisons, dvc plots diff
+and dvc metrics diff across the sweep -> the run cache: the workspace goes to a swept value and back to the
+committed one without running a stage -> dvc push and dvc exp push to an S3 API on loopback (moto) and to a
+local remote -> a fresh clone pulls, and its dvc repro runs nothing; dvc exp pull brings an experiment with its
+outputs.
 """
 import json
 import logging
@@ -260,18 +261,18 @@ def test_mixture_search_of_four_proxies(project: Path, tmp_path: Path):
     """python -m lancy.search sample -> dvc queue start -> propose, on reduced sizes (make test-slow)."""
     _run(["dvc", "repro"], project)  # the baseline (nothing to do after the test above)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["search"].update(proxies=4, seed=1, proxy={"sft.max_steps": 2, "evaluate.max_rows": 4,
-                                                       "evaluate.generate": False})
+    params["search"].update(proxies=4, seed=1, replicates=1, proxy={"sft.max_steps": 2, "evaluate.max_rows": 4,
+                                                                    "evaluate.generate": False})
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _commit(project, "search params")
     before = _finished(project)
     queued = _run([sys.executable, "-m", "lancy.search", "sample"], project)
-    assert queued.count("dvc exp run --queue -n search-proxy-s1-") == 4
+    assert queued.count("dvc exp run --queue -n search-proxy-s1-") == 5  # 4 proxies, 1 replicate of the first
     with open(tmp_path / "queue-start.log", "w") as log:
         subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=project, env=_env(project), stdout=log,
                        stderr=subprocess.STDOUT, check=True, timeout=120)
-    status = _queue_done(project, before + 4).splitlines()
-    assert sum("search-proxy-s1-" in line and "Success" in line for line in status) == 4, status
+    status = _queue_done(project, before + 5).splitlines()
+    assert sum("search-proxy-s1-" in line and "Success" in line for line in status) == 5, status
     _run(["dvc", "queue", "stop"], project)
     for n in range(4):
         ran = _ran(_run(["dvc", "queue", "logs", f"search-proxy-s1-{n:02d}"], project))
@@ -279,6 +280,7 @@ def test_mixture_search_of_four_proxies(project: Path, tmp_path: Path):
     _run([sys.executable, "-m", "lancy.search", "propose", "--out", str(tmp_path / "search")], project)
     report = (tmp_path / "search/mixture-search.md").read_text()
     assert "4 proxy runs" in report and "Spearman rank correlation" in report and "dvc exp run -S mixture." in report
+    assert "Seed noise of one proxy" in report and "over 2 runs of one mixture that differ in `sft.seed`" in report
     assert "geometric mean held-out answer loss (lower is better) of sft" in report
     show = subprocess.run(["dvc", "exp", "show", "--json"], cwd=project, env=_env(project), capture_output=True,
                           text=True, check=True).stdout

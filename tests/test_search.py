@@ -149,7 +149,8 @@ def test_validate_names_the_proposal_by_its_weights_and_skips_what_ran(tmp_path,
     assert len(queued) == 7 and best.replace("proxy", "full") not in queued
     proposal = queued[0]
     assert proposal.startswith("search-full-s0-proposal-") and len(proposal.split("-")) == 7
-    assert queued[1:5] == [f"{proposal}-r1", f"{proposal}-r2", "search-full-s0-baseline-r1", "search-full-s0-baseline-r2"]
+    assert queued[1:5] == [f"{proposal}-r1", f"{proposal}-r2", "search-full-s0-baseline-r1",
+                           "search-full-s0-baseline-r2"]
     assert commands[1].endswith(" -S sft.seed=43") and commands[2].endswith(" -S sft.seed=44")
     assert commands[3].endswith("evaluate@sft -S sft.seed=43")  # the baseline's mixture: params.yaml's
     assert f"at full size already: {best.replace('proxy', 'full')}" in out

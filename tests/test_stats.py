@@ -133,8 +133,8 @@ def test_groups_without_shared_rows_are_compared_over_their_seeds():
     group = [S.Estimate(0.5 + d, math.nan, math.nan, math.nan, 0.02, ROWS) for d in rng.normal(0, 0.01, 3)]
     other = [S.Estimate(0.4 + d, math.nan, math.nan, math.nan, 0.02, ROWS) for d in rng.normal(0, 0.01, 3)]
     e = S.difference_of_groups(group, other)
-    assert e.difference == pytest.approx(np.mean([g.difference for g in group]) - np.mean([o.difference for o in other]),
-                                         abs=0.01)
+    means = np.mean([g.difference for g in group]) - np.mean([o.difference for o in other])
+    assert e.difference == pytest.approx(means, abs=0.01)
     assert e.seeds == 6 and 2 <= e.df <= 4 and e.low < e.difference < e.high
 
 
