@@ -27,6 +27,7 @@ import json
 import math
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 from lancy.errors import LancyError, run_stage
@@ -225,6 +226,10 @@ def judge(rows: list[dict]) -> list[dict]:
 
 # ----------------------------------------------------------------------------------------------------- report
 
+def _signed(x: float) -> str:
+    return f"{0.0 if abs(x) < 1e-12 else x:+.3g}"  # float sums of equal terms: 3.7e-17 is 0
+
+
 def _number(x, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return ""
@@ -237,9 +242,10 @@ def comparison_table(rows: list[dict]) -> str:
              "rows | seeds |", "|" + "---|" * 12]
     for r in rows:
         e = r["estimate"]
+        interval = f"{_signed(e.difference)} [{_signed(e.low)}, {_signed(e.high)}]"
         lines.append(f"| {r['model']} | {r['dataset']} | {r['measure']}{' (lower is better)' if r['lower'] else ''} "
-                     f"| {_number(r['a'])} | {_number(r['b'])} | {e.difference:+.3g} [{e.low:+.3g}, {e.high:+.3g}] "
-                     f"| {_number(e.p, 2)} | {_number(r['p_holm'], 2)} | {r['verdict']} | {_number(e.mde, 2)} "
+                     f"| {_number(r['a'])} | {_number(r['b'])} | {interval} | {_number(e.p, 2)} "
+                     f"| {_number(r['p_holm'], 2)} | {r['verdict']} | {_number(e.mde, 2)} "
                      f"| {e.rows} | {e.seeds} |")
     return "\n".join(lines) + "\n"
 
@@ -326,11 +332,13 @@ def plot_differences(sections: list[tuple[str, list[dict]]], path: Path) -> None
     (Holm-adjusted) test finds a difference, hollow grey where it does not."""
     plt = _pyplot()
     panels = [(f"{title}: {kind}", [r for r in rows if r["lower"] == (kind == "losses")])
-              for title, rows in sections for kind in ("scores", "losses")]
-    panels = [(title, rows) for title, rows in panels if rows]
-    height = max(len(rows) for _, rows in panels) * 0.3 + 1.3
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), height), squeeze=False)
-    for ax, (title, rows) in zip(axes[0], panels, strict=True):
+              for title, rows in sections for kind in ("scores", "losses")]  # a row of two panels per section
+    height = max(len(rows) for _, rows in panels) * 0.3 + 1.5
+    figure, axes = plt.subplots(len(sections), 2, figsize=(11, height * len(sections)), squeeze=False)
+    for ax, (title, rows) in zip(axes.flat, panels, strict=True):
+        if not rows:
+            ax.set_visible(False)
+            continue
         for i, r in enumerate(reversed(rows)):
             e, sign = r["estimate"], -1 if r["lower"] else 1
             low, high = sorted((sign * e.low, sign * e.high))
@@ -340,7 +348,7 @@ def plot_differences(sections: list[tuple[str, list[dict]]], path: Path) -> None
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(range(len(rows)), [f"{r['model']} {r['dataset']} {r['measure']}" for r in reversed(rows)],
                       fontsize=7)
-        ax.set_title(title, fontsize=8)
+        ax.set_title(textwrap.fill(title, 60), fontsize=8)
         ax.set_xlabel("B - A (loss): A better →" if rows[0]["lower"] else "A - B: A better →")
         ax.grid(alpha=0.3, axis="x")
     figure.tight_layout()
@@ -360,6 +368,14 @@ def load_runs(group: dict, models=MODELS) -> list[dict]:
                 frames[model] = _frame(read_results(model, row["rev"]))
         runs.append(frames)
     return runs
+
+
+def identical(runs_a: list[dict], runs_b: list[dict], pairs: list[tuple[int, int]], model: str) -> bool:
+    """Whether a model's per-row results are the same in every pair of runs (every run of A against every run of
+    B, without pairs): a stage both groups share (pretraining under a mixture change), nothing to compare."""
+    pairs = pairs or [(i, j) for i in range(len(runs_a)) for j in range(len(runs_b))]
+    return bool(pairs) and all(model in runs_a[i] and model in runs_b[j] and runs_a[i][model].equals(runs_b[j][model])
+                               for i, j in pairs)
 
 
 def matched(a: dict, b: dict) -> list[tuple[int, int]]:
@@ -394,13 +410,18 @@ def main(argv: list[str] | None = None) -> None:
             sections.append((f"{group['name']}: {a} (A) against {b} (B)",
                              comparisons(runs, runs, [(i, i) for i in range(len(runs))], (a, b), [(a, b)])))
     else:  # every other group against the reference: the baseline's group, or the first named experiment's
-        reference = found[0] if args.names else next(g for g in found if any(r["baseline"] for r in g["runs"]))
+        baseline = [g for g in found if any(r["baseline"] for r in g["runs"])]
+        reference = found[0] if args.names or not baseline else baseline[0]
         runs = [load_runs(g) for g in found]
+        base = runs[found.index(reference)]
         for group, group_runs in zip(found, runs, strict=True):
             if group is not reference:
-                sections.append((f"{reference['name']} (A) against {group['name']} (B)",
-                                 comparisons(runs[found.index(reference)], group_runs, matched(reference, group),
-                                             (reference["name"], group["name"]), [(m, m) for m in MODELS])))
+                pairs = matched(reference, group)
+                same = [m for m in MODELS if identical(base, group_runs, pairs, m)]
+                sections.append((f"{reference['name']} (A) against {group['name']} (B)"
+                                 + (f" ({', '.join(same)}: the same results, a shared stage)" if same else ""),
+                                 comparisons(base, group_runs, pairs, (reference["name"], group["name"]),
+                                             [(m, m) for m in MODELS if m not in same])))
     judge([row for _, section in sections for row in section])  # one family: Holm over every comparison
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,12 +15,13 @@ taken apart when both models get the same rows right.
   rows where they disagree: scipy), otherwise the bootstrap's (twice the share of resampled differences on
   the far side of 0).
 
-Replicates over seeds (one paired difference per seed, each with its row variance) are combined as a
-random-effects meta-analysis with the Hartung-Knapp-Sidik-Jonkman variance and a t distribution on seeds - 1
-degrees of freedom (statsmodels' `combine_effects`). Its interval covers both noises: the rows' (known per
-seed) and the seeds' (estimated from how much the seeds disagree beyond their rows). A plain bootstrap over 3
-seeds would understate the seed noise: it has only 10 distinct resamples of them, and treats the 3 as the
-population.
+Replicates over seeds (one paired difference per seed) are combined by a t-test over the seeds: the mean of the
+per-seed differences, with the standard error of their spread and a t distribution on seeds - 1 degrees of
+freedom. Each seed's difference carries both noises, its rows' and its training's, so their spread measures
+both, and the t distribution pays for estimating it from few seeds. With equal rows per seed this is the
+Hartung-Knapp-Sidik-Jonkman random-effects interval; unlike a weighted meta-analysis, a seed whose two runs
+agree on every row (a row variance of 0) gets no infinite weight. A plain bootstrap over 3 seeds would
+understate the seed noise: it has only 10 distinct resamples of them, and treats the 3 as the population.
 
 The minimum detectable difference is the true difference that a two-sided 5% test detects with 80% power at
 the comparison's standard error: (q(0.975) + q(0.8)) x SE, with t quantiles on the comparison's degrees of
@@ -31,7 +32,6 @@ Many comparisons in one table control the family-wise error rate with Holm's ste
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,25 +132,21 @@ def mcnemar(a, b) -> float:
 
 
 def combine(estimates: list[Estimate]) -> Estimate:
-    """One difference over seeds from one Estimate per seed (its row variance se**2): random effects with the
-    HKSJ variance and t on seeds - 1 degrees of freedom (module docstring). One seed: that seed's Estimate."""
+    """One difference over seeds from one paired Estimate per seed: their mean, and a t interval on seeds - 1
+    degrees of freedom from their spread (module docstring). One seed: that seed's Estimate."""
     if len(estimates) == 1:
         return estimates[0]
     from scipy import stats
-    from statsmodels.stats.meta_analysis import combine_effects
 
     effects = np.array([e.difference for e in estimates])
-    # a seed whose rows agree everywhere (no variance) still carries the smallest variance of any row set
-    variances = np.maximum(np.array([e.se ** 2 for e in estimates]), 1e-12)
-    with warnings.catch_warnings():  # statsmodels divides by zero for its I² when the seeds agree exactly
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = combine_effects(effects, variances, method_re="pm", use_t=True)
-    df = len(estimates) - 1
-    se = float(math.sqrt(result.var_hksj_re))
-    _, _, _, (low, high) = result.conf_int(alpha=ALPHA, use_t=True)
-    mean = float(result.mean_effect_re)
-    p = float(2 * stats.t(df).sf(abs(mean) / se)) if se > 0 else float(mean == 0)
-    return Estimate(mean, float(low), float(high), p, se, sum(e.rows for e in estimates), len(estimates), df)
+    k, mean = len(effects), float(effects.mean())
+    se = float(np.std(effects, ddof=1) / math.sqrt(k))
+    if se == 0:  # every seed gave the very same difference: fall back on the rows' noise alone
+        se = float(math.sqrt(np.nanmean([e.se ** 2 for e in estimates]) / k))
+    q = stats.t(k - 1)
+    p = float(2 * q.sf(abs(mean) / se)) if se > 0 else float(mean == 0)
+    half = float(q.ppf(1 - ALPHA / 2)) * se
+    return Estimate(mean, mean - half, mean + half, p, se, sum(e.rows for e in estimates), k, k - 1)
 
 
 def difference_of_groups(a: list[Estimate], b: list[Estimate]) -> Estimate:
@@ -162,7 +158,7 @@ def difference_of_groups(a: list[Estimate], b: list[Estimate]) -> Estimate:
     ga, gb = combine(a), combine(b)
     se = math.hypot(ga.se, gb.se)
     terms = [(g.se ** 2) ** 2 / g.df for g in (ga, gb) if math.isfinite(g.df) and g.df > 0]
-    df = se ** 4 / sum(terms) if terms else math.inf
+    df = se ** 4 / sum(terms) if terms and sum(terms) > 0 else math.inf
     difference = ga.difference - gb.difference
     q = stats.norm if math.isinf(df) else stats.t(df)
     p = float(2 * q.sf(abs(difference) / se)) if se > 0 else 1.0

@@ -14,6 +14,7 @@ def _state(rev, name, imdb, accuracy, share, error=None, seed=42):
     params = {"seed": seed, "mixture": {"imdb": imdb, "sst2": 0.4, "gsm8k": 0.2}, "mix": {"sft_rows": 3000},
               "sft": {"seed": -1}}
     metrics = {
+        "metrics/eval/pretrain.json": {"data": {"imdb": {"accuracy": 0.0, "rows": 200}}},
         "metrics/eval/sft.json": {"data": {"imdb": {"accuracy": accuracy, "accuracy_se": 0.02, "rows": 200},
                                            "gsm8k": {"exact_match": 0.02, "rows": 200},
                                            "wikitext": {"perplexity": 349.2, "tokens": 8448}}},
@@ -64,7 +65,7 @@ def test_overview_holds_varying_params_scores_with_their_errors_perplexity_and_s
         assert column in header
     low = dict(zip(header, body[1], strict=True))
     assert low["experiment"] == "exp-low" and low["sft imdb accuracy"] == (0.80, 0.02)
-    assert "| exp-high | 0.8 | 0.02 | 0.95 ± 0.02 | 349.2 | 0.96 | 0.75 | 0.25 |" in compare.markdown(header, body)
+    assert "| exp-high | 0.8 | 0 | 0.02 | 0.95 ± 0.02 | 349.2 | 0.96 | 0.75 | 0.25 |" in compare.markdown(header, body)
 
 
 def test_experiments_that_differ_only_in_seeds_form_a_group():
@@ -101,7 +102,7 @@ def _results(rng, chance, shift=0.0, loss_shift=0.0):
 @pytest.fixture
 def sweep(show, monkeypatch):
     """The baseline and exp-high with three seeds each (the same seeds: paired rows); exp-high's SFT model answers
-    0.3 more of each IMDB row's chance, and each GRPO model 0.15 more than its SFT model; exp-low has another seed
+    0.5 more of each IMDB row's chance, and each GRPO model 0.3 more than its SFT model; exp-low has another seed
     (unpaired)."""
     head = show[1]
     head["experiments"] = [_group(_state("b" * 40, "exp-low", 0.2, 0.80, 0.35, seed=7)),
@@ -111,10 +112,11 @@ def sweep(show, monkeypatch):
                                 _group(_state(rev.upper() * 40, f"exp-high-seed{seed}", 0.8, 0.95, 0.75, seed=seed))]
     rng = np.random.default_rng(0)
     chance = rng.beta(0.5, 0.5, ROWS)
-    results = {}
-    for rev, shift in (("a", 0.0), ("f", 0.0), ("h", 0.0), ("b", 0.0), ("c", 0.3), ("F", 0.3), ("H", 0.3)):
+    pretrained = _results(rng, chance * 0)  # one pretraining, shared by every run
+    results = {(rev * 40, "pretrain"): pretrained for rev in "afhbcFH"}
+    for rev, shift in (("a", 0.0), ("f", 0.0), ("h", 0.0), ("b", 0.0), ("c", 0.5), ("F", 0.5), ("H", 0.5)):
         results[(rev * 40, "sft")] = _results(rng, chance, shift)
-        results[(rev * 40, "grpo")] = _results(rng, chance, shift + 0.15, loss_shift=-0.3)
+        results[(rev * 40, "grpo")] = _results(rng, chance, shift + 0.3, loss_shift=-0.3)
     monkeypatch.setattr(compare, "exp_show", lambda: json.loads(json.dumps(show)))
     monkeypatch.setattr("lancy.results.read_results", lambda model, rev=None: results[(rev, model)])
     return results
@@ -129,7 +131,9 @@ def test_groups_compare_paired_over_rows_and_seeds_with_verdicts(sweep, tmp_path
     compare.main(["--out", str(tmp_path)])
     report = (tmp_path / "compare.md").read_text()
     assert "### main (3 seeds) (A) against mixture.imdb=0.2 (B)" in report  # seed 7: no shared seeds, unpaired
-    high = report.split("### main (3 seeds) (A) against mixture.imdb=0.8 (3 seeds) (B)")[1]
+    title = "### main (3 seeds) (A) against mixture.imdb=0.8 (3 seeds) (B) (pretrain: the same results, a shared stage)"
+    high = report.split(title)[1]
+    assert "| pretrain |" not in report  # nothing to compare: left out of the table and of Holm's family
     cells = _line(high, "| sft | imdb | accuracy")
     low, up = (float(v) for v in cells[5].split("[")[1].rstrip("]").split(","))
     assert low < -0.03 and up < 0 and cells[8] == "mixture.imdb=0.8 (3 seeds) better"

@@ -144,3 +144,16 @@ def test_holm_adjusts_a_family_and_verdicts_name_the_better_side():
     assert S.verdict(better_b, 0.001, names=("sft", "grpo")) == "grpo better"
     assert S.verdict(better_b, 0.001, lower_is_better=True, names=("sft", "grpo")) == "sft better"
     assert S.verdict(better_b, 0.2) == "no detectable difference"
+
+
+def test_a_seed_whose_runs_agree_on_every_row_does_not_decide_the_mean():
+    """Seen with GRPO on fpb_allagree: one seed's two runs gave the same answer on all 1,500 rows (a row variance
+    of 0). An inverse-variance meta-analysis put all its weight there (difference 8e-11 +- 3e-6)."""
+    seeds = [S.Estimate(0.0153, -0.02, 0.05, 0.4, 0.0181, 1500), S.Estimate(0.0, 0.0, 0.0, 1.0, 0.0, 1500),
+             S.Estimate(0.0093, -0.02, 0.04, 0.56, 0.0159, 1500)]
+    c = S.combine(seeds)
+    assert c.difference == pytest.approx((0.0153 + 0.0093) / 3)
+    assert c.se == pytest.approx(np.std([0.0153, 0.0, 0.0093], ddof=1) / math.sqrt(3))
+    assert c.low < 0 < c.high and c.df == 2 and c.p > 0.05
+    same = S.combine([S.Estimate(0.01, 0, 0, 0, 0.02, 400)] * 3)  # identical seeds: the rows' noise alone
+    assert same.se == pytest.approx(0.02 / math.sqrt(3))
