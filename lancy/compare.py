@@ -298,7 +298,10 @@ def _pyplot():
 
 
 def plot(header: list[str], body: list[list], x: str | None, path: Path) -> None:
-    """Each model's held-out scores against the swept parameter (or side by side), +- 1.96 standard errors."""
+    """Each model's held-out scores against the swept parameter (or side by side): every run with +- 1.96
+    standard errors, and a line through the mean of the runs (seeds) at each value."""
+    import numpy as np
+
     plt = _pyplot()
     numeric = x in header and all(isinstance(row[header.index(x)], (int, float)) for row in body)
     order = sorted(range(len(body)), key=lambda i: body[i][header.index(x)]) if numeric else range(len(body))
@@ -313,7 +316,10 @@ def plot(header: list[str], body: list[list], x: str | None, path: Path) -> None
             ys = [c[0] if c[0] is not None else math.nan for c in cells]
             errors = [1.96 * c[1] if c[1] else 0.0 for c in cells]
             label = column.removeprefix("SFT share ") if title == "SFT token share" else column.split(" ")[1]
-            ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=label)
+            runs = ax.errorbar(xs, ys, yerr=errors, fmt="o", capsize=3, alpha=0.6, label=label)
+            at = sorted(set(xs))
+            ax.plot(at, [np.nanmean([y for x_, y in zip(xs, ys, strict=True) if x_ == x]) for x in at],
+                    color=runs[0].get_color())
         ax.set_title(title if title == "SFT token share" else f"{title}: held-out score (±1.96 SE)")
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel(x if numeric else "experiment")
