@@ -189,3 +189,38 @@ def test_sample_queues_replicates_of_the_first_proxy(tmp_path, monkeypatch, caps
         "search-proxy-s0-00-r1", "search-proxy-s0-00-r2"]
     first = commands[0].split(" -S ")
     assert commands[4].split(" -S ")[1:] == [*first[1:], f"sft.seed={params['seed'] + 1}"]  # same mixture, proxy
+
+
+def test_validation_compares_the_proposal_with_the_baseline_over_seeds(monkeypatch):
+    """The proposal's three full-size runs against the commit and the baseline's two replicates, paired by seed
+    over the held-out rows of the target datasets (lancy.compare); a dataset outside the target is left out."""
+    from lancy.results import task_results
+
+    rng = np.random.default_rng(2)
+    chance = rng.beta(0.5, 0.5, 300)
+
+    def results(shift):
+        import pyarrow as pa
+
+        return pa.concat_tables([task_results(name, {
+            "id": [f"{name}{i}" for i in range(300)], "tokens": [2] * 300, "nll": rng.gamma(2.0, 0.5, 300).tolist(),
+            "score": (rng.random(300) < np.clip(chance + shift, 0, 1)).astype(float).tolist()})
+            for name in ("imdb", "sst2", "gsm8k")])
+
+    def row(name, sft_seed, baseline=False):
+        return {"name": name, "rev": name, "baseline": baseline, "metrics": {"metrics/eval/sft.json": {}},
+                "params": {"seed": 42, "sft.seed": sft_seed}}
+
+    proposal, base = "search-full-s0-proposal-50-50-00", "search-full-s0-baseline"
+    rows = [row("main", -1, baseline=True), row(f"{base}-r1", 43), row(f"{base}-r2", 44),
+            row(proposal, -1), row(f"{proposal}-r1", 43), row(f"{proposal}-r2", 44)]
+    tables = {r["name"]: results(0.4 if r["name"].startswith(proposal) else 0.0) for r in rows}
+    monkeypatch.setattr("lancy.results.read_results", lambda model, rev=None: tables[rev])
+    text = search.validation(rows, "sft", ["imdb", "sst2"], proposal, base)
+    assert text.startswith(f"3 seeds of the baseline (A: params.yaml) against 3 of the proposal (B: {proposal})")
+    lines = [line for line in text.splitlines() if line.startswith("| sft |")]
+    loss = "answer_loss (lower is better)"
+    assert [line.split(" | ")[1:3] for line in lines] == [["imdb", "accuracy"], ["imdb", loss], ["sst2", "accuracy"],
+                                                         ["sst2", loss]]
+    assert "proposal better" in lines[0] and lines[0].endswith("| 900 | 3 |")  # 300 shared rows x 3 seeds
+    assert search.validation(rows[:3], "sft", ["imdb"], proposal, base) is None  # the proposal has not run
