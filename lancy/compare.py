@@ -276,6 +276,24 @@ def overview(rows: list[dict]) -> tuple[list[str], list[list]]:
     return header, body
 
 
+def group_table(found: list[dict], rows: list[dict], header: list[str], body: list[list]) -> str:
+    """Markdown: per group, each overview column's mean over its runs (seeds) and, with several, the spread
+    between seeds (their standard deviation): how much a seed moves each number."""
+    import numpy as np
+
+    columns = [i for i, name in enumerate(header) if name != "experiment" and name not in varying(rows)]
+    lines = ["| group | seeds | " + " | ".join(header[i] for i in columns) + " |", "|" + "---|" * (len(columns) + 2)]
+    for group in found:
+        picked = [body[rows.index(run)] for run in group["runs"]]
+        cells = []
+        for i in columns:
+            values = [row[i][0] for row in picked if row[i] and row[i][0] is not None]
+            spread = f" (sd {np.std(values, ddof=1):.2g})" if len(values) > 1 else ""
+            cells.append(_number(float(np.mean(values))) + spread if values else "")
+        lines.append(f"| {group['name']} | {len(picked)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(header: list[str], body: list[list]) -> str:
     def cell(value) -> str:
         if isinstance(value, tuple):
@@ -446,7 +464,9 @@ def main(argv: list[str] | None = None) -> None:
             "![differences with their 95% intervals](compare-differences.png)\n" if sections else ""]
     for title, section in sections:
         text += [f"### {title}\n", comparison_table(section) if section else "No shared results.\n"]
-    text += [f"## Experiments\n\nEach score ± its standard error over the rows evaluated.\n\n"
+    text += ["## Groups\n\nEach group's mean over its runs, and the spread between its seeds (standard "
+             "deviation).\n", group_table(found, rows, header, body),
+             f"## Experiments\n\nEach score ± its standard error over the rows evaluated.\n\n"
              f"![held-out scores against {x or 'experiment'}](compare.png)\n", markdown(header, body)]
     (out / "compare.md").write_text("\n".join(text))
     for title, section in sections:

@@ -142,6 +142,8 @@ def test_groups_compare_paired_over_rows_and_seeds_with_verdicts(sweep, tmp_path
     assert same[8] == "no detectable difference" and float(same[6]) <= float(same[7])  # Holm never lowers a p
     assert (tmp_path / "compare-differences.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    groups = _line(report.split("## Groups")[1], "| mixture.imdb=0.8 (3 seeds) |")
+    assert groups[1] == "3" and "0.95 (sd 0)" in groups  # sft imdb accuracy: the same 0.95 in every seed
 
 
 def test_two_models_of_each_group_compare_on_the_same_rows(sweep, tmp_path):
