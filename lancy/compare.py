@@ -288,7 +288,8 @@ def group_table(found: list[dict], rows: list[dict], header: list[str], body: li
         cells = []
         for i in columns:
             values = [row[i][0] for row in picked if row[i] and row[i][0] is not None]
-            spread = f" (sd {np.std(values, ddof=1):.2g})" if len(values) > 1 else ""
+            sd = float(np.std(values, ddof=1)) if len(values) > 1 else None
+            spread = "" if sd is None else f" (sd {0.0 if sd < 1e-12 else sd:.2g})"  # equal floats: 1e-16 is 0
             cells.append(_number(float(np.mean(values))) + spread if values else "")
         lines.append(f"| {group['name']} | {len(picked)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
