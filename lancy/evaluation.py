@@ -231,7 +231,7 @@ def perplexity(model, tokenizer, texts: list[str], batch_size: int) -> dict:
     return corpus_summary(corpus_windows(model, tokenizer, texts, batch_size))
 
 
-SCORES = ("accuracy", "exact_match", "pass_at_1", "token_f1")  # each task kind's headline metric, in [0, 1]
+SCORES = (*dict.fromkeys(METRIC.values()), "token_f1")  # each task kind's headline metric, in [0, 1]
 
 
 def headline(result: dict) -> str | None:

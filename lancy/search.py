@@ -349,17 +349,23 @@ def _queue(commands: list[list[str]], dry: bool) -> None:
             raise LancyError(f"`{' '.join(command)}` failed (its error is above)")
 
 
+def runs_of(rows: list[dict], name: str) -> list[dict]:
+    """The runs named `name` and its replicates (`name`-r1, ...)."""
+    return [row for row in rows if REPLICATE.sub("", row["name"]) == name]
+
+
+def baseline_runs(rows: list[dict], baseline: str) -> list[dict]:
+    """The baseline's full-size runs: the commit itself and its replicates named `baseline`-r<k>."""
+    return [row for row in rows if row["baseline"]][:1] + runs_of(rows, baseline)
+
+
 def validation(rows: list[dict], model: str, target: list[str], proposal: str, baseline: str) -> str | None:
     """The proposal's full-size runs (named `proposal`, and its replicates) against the baseline's (the commit and
     the replicates named `baseline`): the paired, seed-aware comparison of `model` per target dataset
     (lancy.compare), or None before both have run."""
     from lancy.compare import comparison_table, comparisons, judge, load_runs, matched
 
-    def runs(name):
-        return [row for row in rows if REPLICATE.sub("", row["name"]) == name]
-
-    base = {"runs": [row for row in rows if row["baseline"]][:1] + runs(baseline)}
-    prop = {"runs": runs(proposal)}
+    base, prop = {"runs": baseline_runs(rows, baseline)}, {"runs": runs_of(rows, proposal)}
     if not base["runs"] or not prop["runs"]:
         return None
     found = comparisons(load_runs(base, (model,)), load_runs(prop, (model,)), matched(base, prop),
@@ -420,8 +426,7 @@ def main(argv: list[str] | None = None) -> None:
     full = merged(rows, names, model, target, FULL_PREFIX, metric)
     keep = [i for i, label in enumerate(full[2]) if label != baseline]  # the baseline's replicates: in its row
     full = (full[0][keep], full[1][keep], [full[2][i] for i in keep])
-    baseline_rows = [row for row in rows if row["baseline"]][:1] + [row for row in rows if
-                                                                    REPLICATE.sub("", row["name"]) == baseline]
+    baseline_rows = baseline_runs(rows, baseline)
     base_xs, base_ys, _ = observations(baseline_rows, names, model, target, "", metric)
     base = (base_xs[:1], base_ys.mean(keepdims=True)) if len(base_ys) else (base_xs, base_ys)
     _, full_scores, full_labels = merged(rows, names, model, target, FULL_PREFIX, "score")

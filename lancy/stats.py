@@ -77,10 +77,14 @@ def influence(x, w=None) -> np.ndarray:
     return (x - ratio(x, w) * w) / w.mean()
 
 
+def _mean_se(z: np.ndarray) -> float:
+    """The standard error of the mean of z: sd / sqrt(n) (NaN under two values)."""
+    return float(np.std(z, ddof=1) / math.sqrt(len(z))) if len(z) > 1 else math.nan
+
+
 def standard_error(x, w=None) -> float:
     """The standard error of ratio(x, w) over its rows (the delta method; for a mean: sd / sqrt(n))."""
-    n = len(x)
-    return float(np.std(influence(x, w), ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    return _mean_se(influence(x, w)) if len(x) else math.nan
 
 
 def detectable(se: float, df: float = math.inf) -> float:
@@ -105,7 +109,7 @@ def paired(xa, xb, wa=None, wb=None, seed: int = 0, resamples: int = RESAMPLES) 
     if n != len(xb):
         raise ValueError(f"paired results need the same rows: {n} and {len(xb)}")
     difference = ratio(xa, wa) - ratio(xb, wb)
-    se = float(np.std(influence(xa, wa) - influence(xb, wb), ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    se = _mean_se(influence(xa, wa) - influence(xb, wb))
     if n < 2:
         return Estimate(difference, math.nan, math.nan, math.nan, se, n)
     picks = np.random.default_rng(seed).integers(0, n, (resamples, n))
@@ -136,35 +140,33 @@ def combine(estimates: list[Estimate]) -> Estimate:
     degrees of freedom from their spread (module docstring). One seed: that seed's Estimate."""
     if len(estimates) == 1:
         return estimates[0]
-    from scipy import stats
-
     effects = np.array([e.difference for e in estimates])
-    k, mean = len(effects), float(effects.mean())
-    se = float(np.std(effects, ddof=1) / math.sqrt(k))
+    k, se = len(effects), _mean_se(effects)
     if se == 0:  # every seed gave the very same difference: fall back on the rows' noise alone
         se = float(math.sqrt(np.nanmean([e.se ** 2 for e in estimates]) / k))
-    q = stats.t(k - 1)
-    p = float(2 * q.sf(abs(mean) / se)) if se > 0 else float(mean == 0)
+    return _tested(float(effects.mean()), se, k - 1, sum(e.rows for e in estimates), k)
+
+
+def _tested(difference: float, se: float, df: float, rows: int, seeds: int) -> Estimate:
+    """An Estimate from a difference and its standard error: a two-sided test and 95% interval on a t distribution
+    with df degrees of freedom (normal when infinite)."""
+    from scipy import stats
+
+    q = stats.norm if math.isinf(df) else stats.t(df)
+    p = float(2 * q.sf(abs(difference) / se)) if se > 0 else float(difference == 0)
     half = float(q.ppf(1 - ALPHA / 2)) * se
-    return Estimate(mean, mean - half, mean + half, p, se, sum(e.rows for e in estimates), k, k - 1)
+    return Estimate(difference, difference - half, difference + half, p, se, rows, seeds, df)
 
 
 def difference_of_groups(a: list[Estimate], b: list[Estimate]) -> Estimate:
     """mean(A) - mean(B) of two groups of seeds with no rows in common (no pairing): each group's seeds
     combined as in `combine` (each Estimate: that seed's metric and its standard error), the difference with
     Welch-Satterthwaite degrees of freedom."""
-    from scipy import stats
-
     ga, gb = combine(a), combine(b)
     se = math.hypot(ga.se, gb.se)
     terms = [(g.se ** 2) ** 2 / g.df for g in (ga, gb) if math.isfinite(g.df) and g.df > 0]
     df = se ** 4 / sum(terms) if terms and sum(terms) > 0 else math.inf
-    difference = ga.difference - gb.difference
-    q = stats.norm if math.isinf(df) else stats.t(df)
-    p = float(2 * q.sf(abs(difference) / se)) if se > 0 else 1.0
-    half = float(q.ppf(1 - ALPHA / 2)) * se
-    return Estimate(difference, difference - half, difference + half, p, se, ga.rows + gb.rows,
-                    ga.seeds + gb.seeds, df)
+    return _tested(ga.difference - gb.difference, se, df, ga.rows + gb.rows, ga.seeds + gb.seeds)
 
 
 def holm(pvalues: list[float]) -> list[float]:

@@ -157,3 +157,10 @@ def test_a_seed_whose_runs_agree_on_every_row_does_not_decide_the_mean():
     assert c.low < 0 < c.high and c.df == 2 and c.p > 0.05
     same = S.combine([S.Estimate(0.01, 0, 0, 0, 0.02, 400)] * 3)  # identical seeds: the rows' noise alone
     assert same.se == pytest.approx(0.02 / math.sqrt(3))
+
+
+def test_a_difference_without_noise_is_detected():
+    """Two groups whose every row agrees within each (all right against all wrong): no noise, a real difference."""
+    right, wrong = S.Estimate(1.0, 1.0, 1.0, 1.0, 0.0, 200), S.Estimate(0.0, 0.0, 0.0, 1.0, 0.0, 200)
+    assert S.difference_of_groups([right], [wrong]).p == 0.0
+    assert S.difference_of_groups([right], [right]).p == 1.0
