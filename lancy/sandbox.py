@@ -1,4 +1,4 @@
-"""Running generated code against its unit tests, in a separate, restricted Python process.
+"""Running generated code against its unit tests, in a separate process that the kernel confines.
 
 `run_tests(solution, tests)` starts `python -I -B` in an empty temporary folder and hands it both sources
 on stdin (never as files: the solution can neither read the tests' expected values nor rewrite them). The
@@ -6,73 +6,46 @@ harness runs the solution as a module, then the test code in the same namespace 
 the tests call the solution's functions by name), then the unittest TestCase classes the test code itself
 defined, and reports how many tests passed out of how many ran.
 
-What the child process gets, between fork and exec (`_confine`):
-- Its own network namespace (no interface up) where the kernel allows it: as root, or inside a new user
-  namespace as a regular user holding no capabilities (a user namespace would drop capabilities it may
-  need, e.g. to read a root-owned interpreter).
-- As root: user and group nobody (65534) with no capabilities; when nobody cannot read the interpreter
-  (e.g. pyenv under /root) it keeps one, reading any file (CAP_DAC_READ_SEARCH), while writing, signalling
-  other users' processes and going past the process limit stay refused by the kernel.
-- `no_new_privs` (setuid binaries give nothing), its own session (the whole group is killed on timeout),
-  limits on CPU seconds, address space, file size, open files, and processes and threads (RLIMIT_NPROC: a
-  few threads for nobody; for a regular user it counts all of the user's processes, so none can start),
-  no core dumps, an environment of a few variables (HOME and TMPDIR are the folder).
-Then, before any generated code runs, the harness reads its stdin (replaced by /dev/null afterwards),
-replaces `_posixsubprocess.fork_exec` and the pidfd functions with refusals, puts an empty stand-in for
-`ctypes` in sys.modules (pandas imports it unused) and installs an audit hook, which Python code cannot
-remove. It refuses: loading ctypes or any ctypes event; reloading `_posixsubprocess` or `posix`; sockets
-other than local socket pairs (asyncio), and every connect, bind or name lookup; subprocesses,
-`os.system`, exec, spawn and fork; `os.kill`/`killpg`; tracing and profiling hooks, `sys._current_frames`,
-`gc.get_objects`/`get_referrers`/`get_referents` and new audit hooks; changing resource limits;
-symbolic and hard links; memory-mapping files; `chdir`, writes and every other change to the file system
-outside the folder (paths with `..`, a dir_fd, or of a type other than exact str/bytes are refused);
-reading files outside the folder, the interpreter's installation (sys.prefix, sys.base_prefix: the
-standard library and the installed packages), time zones, fonts, /etc/mime.types, /dev/null and
-/dev/urandom; opening directories outside the folder. The hook is stateless: what it uses is bound as
-keyword defaults when it is made (no module globals or builtins a solution could patch) and it never
-calls code the solution controls.
+The boundary is the kernel (lancy.confinement): namespaces, user nobody, resource limits and Landlock are
+applied between fork and exec; the harness loads the seccomp filter as its first act and acknowledges it on a
+pipe before the parent sends any generated code (no acknowledgement: a LancyError, never an unconfined run).
+Where the kernel cannot confine (no Landlock ABI 6, no seccomp, no libseccomp), `run_tests` refuses in one line.
+
+A second, Python-level layer stays inside the child, for clearer errors: an audit hook (which Python code
+cannot remove) refuses ctypes, sockets, subprocesses, signals, tracing hooks and file access outside the folder
+and the interpreter's installation; `_posixsubprocess.fork_exec` and the pidfd functions are replaced with
+refusals; `ctypes` is an empty stand-in (pandas imports it unused). The generated code shares that
+interpreter, so it can defeat this layer (the tests do, through tracebacks' frames and function defaults);
+what it then reaches is still refused by the kernel. The tests run the escape battery with the hook on and
+off (`PYTHON_LAYER`, a test-only switch that turns off this whole layer).
 
 The count cannot be forged by output: the parent sends a random nonce with the sources and only a line
 carrying it counts; printing a fake result line, exiting early, closing stdout or flooding it (the
 file-size limit stops it) scores nothing.
 
-What it does NOT protect against (it is not a container, VM or seccomp jail):
-- Kernel exploits, CPU side channels, and bugs in CPython or in C extensions.
-- C extensions that open files themselves, outside Python's audit events (e.g. sqlite's ATTACH): the
-  kernel then still limits nobody to world-writable folders such as /tmp, and reading is open to it
-  when the read capability was kept.
-- Tampering with its own test run: the solution shares the interpreter with unittest, so code that
-  patches unittest, or walks the stack (sys._getframe, which the standard library needs, stays allowed)
-  to the calling test's expected values or to the harness, can fake passing tests. Reward hacking of that
-  kind must be caught by reading samples.
-- Resource use within the limits (disk space in files under the size limit, memory within the address
-  space, CPU for the whole timeout); listing directories and `os.stat` outside the folder.
-- Libraries that need ctypes (e.g. torch) cannot be imported; tests that write to fixed paths outside
-  the folder (e.g. /tmp/x) fail.
-- As a regular user without user namespaces, or one holding capabilities: no network namespace (the audit
-  hook alone refuses sockets).
-Run GRPO with code rewards inside a container or VM that holds no credentials when the policy is untrusted.
+What it does NOT protect (see also lancy.confinement): kernel exploits and CPU side channels; tampering with
+its own test run: the solution shares the interpreter with unittest, so code that patches unittest, or walks
+the stack to the calling test's expected values or to the harness (and its nonce), can fake passing tests.
+Reward hacking of that kind must be caught by reading samples. Libraries that start processes or open sockets
+(multiprocessing, a local server) fail; tests that write to fixed paths outside the folder (e.g. /tmp/x) fail.
 """
-import ctypes
 import functools
 import json
 import os
 import re
-import resource
 import secrets
+import select
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from typing import NamedTuple
 
+from lancy import confinement
 from lancy.errors import LancyError
 
-NOBODY = 65534
-TASKS = 16  # processes and threads of the nobody user: room for ordinary threads, not for a fork bomb
-_CLONE_NEWUSER, _CLONE_NEWNET = 0x10000000, 0x40000000
-_PR_SET_KEEPCAPS, _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE = 8, 38, 47, 2
-_CAP_DAC_READ_SEARCH = 2
+PYTHON_LAYER = True  # the audit hook and the replaced functions; the tests switch it off: the kernel holds alone
 
 HARNESS = r'''
 import os, posix, sys
@@ -178,14 +151,22 @@ def _no_ctypes(name):
     raise AttributeError(f"sandbox: ctypes.{name} is not available")
 
 
-def _main():
-    write, exit_ = os.write, os._exit  # bound before the solution runs: it may patch the os module
-    import _posixsubprocess, json, signal, traceback, types, unittest  # loaded now: reloading them is refused
+def _load_seccomp(program):
+    """Install the parent's BPF program (lancy.confinement.seccomp_bpf) on this process, then forget ctypes."""
+    import ctypes
 
-    # On stdin, not in the folder: the solution can neither read the tests (their expected values) nor rewrite them.
-    nonce = sys.stdin.readline().strip().encode()
-    solution, tests = json.loads(sys.stdin.read())
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(22, 2, ctypes.byref(Program(len(program) // 8, program)), 0, 0):  # PR_SET_SECCOMP, MODE_FILTER
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
+    for name in [name for name in sys.modules if name in ("ctypes", "_ctypes") or name.startswith("ctypes.")]:
+        del sys.modules[name]
+
+
+def _python_layer():
+    import _posixsubprocess, signal, types
 
     def refused(*args, **kwargs):
         raise PermissionError("sandbox: starting processes and signalling them is not allowed")
@@ -198,6 +179,22 @@ def _main():
             if hasattr(module, name):
                 setattr(module, name, refused)
     sys.addaudithook(_make_guard())
+
+
+def _main():
+    write, exit_ = os.write, os._exit  # bound before the solution runs: it may patch the os module
+    import _posixsubprocess, json, signal, traceback, types, unittest  # loaded now: reloading them is refused
+
+    nonce, python_layer, program = sys.stdin.readline().split()
+    _load_seccomp(bytes.fromhex(program))
+    ready = int(sys.argv[1])
+    write(ready, b"confined")  # only now does the parent send the sources
+    os.close(ready)
+    # On stdin, not in the folder: the solution can neither read the tests (their expected values) nor rewrite them.
+    solution, tests = json.loads(sys.stdin.read())
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    if python_layer == "1":
+        _python_layer()
     try:
         passed, total = _run(solution, tests)
     except BaseException:
@@ -208,7 +205,7 @@ def _main():
             stream.flush()
         except BaseException:
             pass
-    write(1, b"\n%s %d %d\n" % (nonce, passed, total))
+    write(1, b"\n%s %d %d\n" % (nonce.encode(), passed, total))
     exit_(0)
 
 
@@ -231,107 +228,64 @@ class RunResult(NamedTuple):
 
 
 def run_tests(solution: str, tests: str, timeout: float = 10.0, memory_mb: int = 2048) -> RunResult:
-    """Run the solution, then the unittest test code, in a sandboxed process: how many tests passed.
+    """Run the solution, then the unittest test code, in a confined process: how many tests passed.
 
     The solution runs as a module before the tests (BigCodeBench's convention: the tests call its functions
     by name); only TestCase classes that the test code itself defines count.
     """
-    if _libc is None:
-        raise LancyError("running generated code needs the Linux sandbox (lancy/sandbox.py); on this platform set "
-                         "grpo.code_execution: false and leave code datasets out of evaluation")
+    confinement.check()
+    program = confinement.seccomp_bpf()
+    confinement.needs_read_capability(), confinement.holds_capabilities()  # cached now: the child only reads them
     nonce = secrets.token_hex(16)
+    deadline = time.monotonic() + timeout
     with tempfile.TemporaryDirectory(prefix="lancy-sandbox-") as folder, tempfile.TemporaryDirectory() as logs:
         folder = os.path.realpath(folder)
         if os.getuid() == 0:
-            os.chown(folder, NOBODY, NOBODY)
+            os.chown(folder, confinement.NOBODY, confinement.NOBODY)
         log = os.path.join(logs, "output")
         env = {"PATH": "/usr/bin:/bin", "HOME": folder, "TMPDIR": folder, "MPLCONFIGDIR": folder, "MPLBACKEND": "Agg",
                "LANG": "C.UTF-8", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        ready, ready_child = os.pipe()
+        rules = confinement.ruleset()
         with open(log, "ab") as out:  # append-only: the child cannot rewrite what it printed before
             try:
                 child = subprocess.Popen(
-                    [sys.executable, "-I", "-B", "-c", HARNESS], cwd=folder, env=env, stdin=subprocess.PIPE,
-                    stdout=out, stderr=out, start_new_session=True,
-                    preexec_fn=functools.partial(_confine, int(timeout) + 1, memory_mb << 20, _needs_read_capability(),
-                                                 _holds_capabilities()),
+                    [sys.executable, "-I", "-B", "-c", HARNESS, str(ready_child)], cwd=folder, env=env,
+                    stdin=subprocess.PIPE, stdout=out, stderr=out, start_new_session=True, pass_fds=(ready_child,),
+                    preexec_fn=functools.partial(confinement.confine, folder, rules, int(timeout) + 1,
+                                                 memory_mb << 20),
                 )
-            except subprocess.SubprocessError as error:
-                raise LancyError(f"the code sandbox could not confine its process ({error}: as root it needs to "
-                                 "switch to user nobody); run as a regular user, or in a container") from None
+            except (OSError, subprocess.SubprocessError) as error:
+                raise LancyError(f"the code sandbox could not confine its process ({error}); run as root or a "
+                                 "regular user on a Linux kernel with Landlock, or inside a VM") from None
+            finally:
+                os.close(ready_child)
+                rules.close()
             try:
-                child.communicate(f"{nonce}\n{json.dumps([solution, tests])}".encode(), timeout=timeout)
+                try:
+                    child.stdin.write(f"{nonce} {int(PYTHON_LAYER)} {program.hex()}\n".encode())
+                    child.stdin.flush()
+                except BrokenPipeError:  # it died starting: the acknowledgement below is missing too
+                    pass
+                if not select.select([ready], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                    raise subprocess.TimeoutExpired(child.args, timeout)  # a slow start: no code ran, no score
+                if os.read(ready, 8) != b"confined":
+                    os.killpg(child.pid, signal.SIGKILL)
+                    child.wait()
+                    with open(log, "rb") as f:
+                        tail = f.read()[-300:].decode("utf-8", "replace").strip().splitlines()
+                    raise LancyError("the code sandbox's process did not start confined (its seccomp filter or "
+                                     f"interpreter failed: {tail[-1] if tail else 'no output'}); run inside a VM with "
+                                     "a recent kernel, or set grpo.code_execution: false")
+                child.communicate(json.dumps([solution, tests]).encode(), timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(child.pid, signal.SIGKILL)  # its session: whatever it managed to start dies too
                 child.wait()
+            finally:
+                os.close(ready)
         with open(log, "rb") as f:
             f.seek(max(0, os.path.getsize(log) - 65536))
             text = f.read().decode("utf-8", "replace")
     results = re.findall(rf"^{nonce} (\d+) (\d+)$", text, re.MULTILINE)
     passed, total = map(int, results[-1]) if results else (0, 0)
     return RunResult(min(passed, total), total, re.sub(rf"\n{nonce} .*", "", text)[-2000:])
-
-
-# ----------------------------------------------------------------------------- between fork and exec
-
-_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None  # unshare, prctl, capset
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-
-_READ = 1 << _CAP_DAC_READ_SEARCH
-_CAPS = (_CapHeader(0x20080522, 0), (_CapData * 2)(_CapData(_READ, _READ, _READ), _CapData(0, 0, 0)))
-
-
-def _confine(cpu_seconds: int, memory_bytes: int, read_everything: bool, capabilities: bool) -> None:
-    """In the child before exec: its own network, the nobody user when root, no new privileges, limits."""
-    if os.getuid() == 0:
-        _libc.unshare(_CLONE_NEWNET)  # fails without CAP_SYS_ADMIN (e.g. Docker): the audit hook still refuses sockets
-        switch_user(NOBODY, read_everything)
-    elif not capabilities:
-        _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET)  # where unprivileged user namespaces are allowed
-    _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    for limit, value in ((resource.RLIMIT_CPU, cpu_seconds), (resource.RLIMIT_AS, memory_bytes),
-                         (resource.RLIMIT_FSIZE, 16 << 20), (resource.RLIMIT_NOFILE, 256),
-                         (resource.RLIMIT_NPROC, TASKS), (resource.RLIMIT_CORE, 0)):
-        hard = resource.getrlimit(limit)[1]
-        value = value if hard == resource.RLIM_INFINITY else min(value, hard)  # never above a stricter limit
-        resource.setrlimit(limit, (value, value))
-
-
-def switch_user(uid: int, read_everything: bool) -> None:
-    """setuid to `uid` (with its group, no others); keeping only CAP_DAC_READ_SEARCH across exec when that user
-    cannot read the interpreter. The tests also start pytest itself as a regular user this way."""
-    if read_everything and _libc.prctl(_PR_SET_KEEPCAPS, 1, 0, 0, 0):
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_KEEPCAPS)")
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
-    if read_everything and (_libc.capset(ctypes.byref(_CAPS[0]), _CAPS[1])
-                            or _libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, _CAP_DAC_READ_SEARCH, 0, 0)):
-        raise OSError(ctypes.get_errno(), "capset(CAP_DAC_READ_SEARCH)")
-
-
-@functools.cache
-def _holds_capabilities() -> bool:
-    """Whether this process has effective capabilities (/proc/self/status CapEff)."""
-    with open("/proc/self/status") as status:
-        return int(next(line.split()[1] for line in status if line.startswith("CapEff")), 16) != 0
-
-
-@functools.cache
-def _needs_read_capability() -> bool:
-    """Whether nobody needs the read capability to start this interpreter (e.g. pyenv under /root)."""
-    if os.getuid() != 0:
-        return False
-    try:
-        probe = subprocess.run([sys.executable, "-I", "-c", "import encodings"], capture_output=True, timeout=30,
-                               preexec_fn=functools.partial(switch_user, NOBODY, False), cwd="/")
-    except (OSError, subprocess.SubprocessError):
-        return True
-    return probe.returncode != 0
