@@ -10,6 +10,7 @@ from pathlib import Path
 
 from lancy import params as P
 from lancy.catalog import CATALOG
+from lancy.confinement import check as check_sandbox
 from lancy.errors import LancyError, run_stage
 from lancy.evaluation import answer_losses, answer_rows, corpus_summary, corpus_windows, scores, summarize
 from lancy.files import require, write_json
@@ -29,6 +30,8 @@ def main() -> None:
     if stage not in MODELS:
         raise LancyError(f"unknown model `{stage}`; evaluate one of: {', '.join(MODELS)}")
     require(Path("models") / stage, EVAL)
+    if p.evaluate.generate and any(CATALOG[path.name].task == "code" for path in EVAL.iterdir() if path.is_dir()):
+        check_sandbox()  # code rows' unit tests run in lancy.sandbox: refused now, before any output
     model = load_model(f"models/{stage}", p.model.attention).eval()
     tokenizer = load_tokenizer(f"models/{stage}")
     metrics, tables, batch = {}, [], p.evaluate.batch_size

@@ -11,6 +11,7 @@ from transformers import set_seed
 from trl import GRPOConfig, GRPOTrainer
 
 from lancy import params as P
+from lancy.confinement import check as check_sandbox
 from lancy.errors import run_stage
 from lancy.files import require
 from lancy.models import apply_lora, load_model
@@ -48,6 +49,8 @@ def main() -> None:
                        stage="grpo" if training else None)
     model = apply_lora(model, g.lora) if training else model
     prompts = read_table(DATA)
+    if training and g.code_execution and "code" in prompts["task"]:
+        check_sandbox()  # refused now, not at the first reward
     sources = list(prompts["source"])  # one read of the column: the data shares and the reward curves
     rows_by_source = dict(sorted(Counter(sources).items()))
     facts = run_facts(model, g, g.max_completion_length, prompts=len(prompts), group_size=g.num_generations,
