@@ -9,10 +9,11 @@ flash_attention_2, and Liger kernels on and off; bf16 autocast over fp32 weights
 tokens/s, MFU and peak memory.
 
 Without the flash-attn package (it builds only against a CUDA toolkit, and has no wheels on PyPI), the flash
-path is still checked and timed: `torch_flash` is transformers' own flash-attention code path
-(`flash_attention_forward`: the unpadding, the cu_seq_lens kwargs, `_is_packed_sequence`) registered the way
-transformers registers a hub flash kernel, running PyTorch's built-in FlashAttention kernels
-(`torch.nn.attention.varlen.varlen_attn` for variable lengths, sdpa's flash backend for dense rows).
+path is still checked and timed: `torch_flash` (lancy/attention.py, what `model.attention: auto` picks for SFT
+on CUDA without flash-attn) is transformers' own flash-attention code path (`flash_attention_forward`: the
+unpadding, the cu_seq_lens kwargs, `_is_packed_sequence`) registered the way transformers registers a hub
+flash kernel, running PyTorch's built-in FlashAttention kernels (`torch.nn.attention.varlen.varlen_attn` for
+variable lengths, sdpa's flash backend for dense rows).
 
 Packed batches are what training sends: rows packed best-fit-decreasing, collated by lancy's own
 `packed_collator` (use_cache=False): for sdpa, rows with position_ids restarting per example (transformers
@@ -49,64 +50,18 @@ FLOPS_FORMULA = ("6 N T + 6 x layers x hidden x sum(s^2); T: tokens in the batch
                  "width (padded runs under sdpa)")
 
 
-TORCH_FLASH = "torch_flash"  # the name holds "flash": transformers treats it as flash attention
-
-
-def register_torch_flash() -> bool:
-    """Registers TORCH_FLASH (see the module docstring) when this torch has varlen_attn and a CUDA device."""
-    import inspect
-
-    try:
-        from torch.nn.attention.varlen import varlen_attn
-    except ImportError:
-        return False
-    import torch.nn.functional as F
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from transformers import AttentionInterface
-    from transformers import modeling_flash_attention_utils as flash_utils
-    from transformers.integrations.flash_attention import flash_attention_forward
-    from transformers.masking_utils import AttentionMaskInterface, flash_attention_mask
-
-    options = inspect.signature(varlen_attn).parameters
-
-    def heads(q, kv):  # grouped-query attention: repeat each key/value head for its query heads
-        return kv if "enable_gqa" in options else kv.repeat_interleave(q.shape[-2] // kv.shape[-2], dim=-2)
-
-    def varlen_fn(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
-                  softmax_scale=None, causal=False, **_):  # [all tokens, heads, head_dim]
-        kwargs = ({"window_size": (-1, 0) if causal else (-1, -1)} if "window_size" in options
-                  else {"is_causal": causal})
-        if "enable_gqa" in options:
-            kwargs["enable_gqa"] = q.shape[1] != k.shape[1]
-        return varlen_attn(q, heads(q, k), heads(q, v), cu_seqlens_q.int(), cu_seqlens_k.int(), int(max_seqlen_q),
-                           int(max_seqlen_k), scale=softmax_scale, **kwargs)
-
-    def dense_fn(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, **_):  # [batch, tokens, heads, head_dim]
-        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-            out = F.scaled_dot_product_attention(*(x.transpose(1, 2) for x in (q, k, v)), is_causal=causal,
-                                                 scale=softmax_scale, enable_gqa=True)
-        return out.transpose(1, 2)
-
-    load = flash_utils._lazy_imports
-    flash_utils._lazy_imports = lambda implementation, *args, **kwargs: (
-        (dense_fn, varlen_fn, None, flash_utils._pad_input, flash_utils._unpad_input)
-        if implementation == TORCH_FLASH else load(implementation, *args, **kwargs))
-    AttentionInterface.register(TORCH_FLASH, flash_attention_forward)
-    AttentionMaskInterface.register(TORCH_FLASH, flash_attention_mask)
-    return True
-
-
-def load_packing():
-    """lancy/packing.py itself, loaded by path: the lancy package's __init__ imports datasets, which a bare GPU
-    machine lacks, and the collators under test must be the ones training uses."""
-    path = Path(__file__).resolve().parents[1] / "lancy" / "packing.py"
-    spec = importlib.util.spec_from_file_location("lancy_packing", path)
+def load_lancy(name: str):
+    """A lancy module loaded by path: the lancy package's __init__ imports datasets, which a bare GPU machine
+    lacks, and the collators and attention under test must be the ones training uses."""
+    path = Path(__file__).resolve().parents[1] / "lancy" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"lancy_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-packing = load_packing()
+packing, attention_module = load_lancy("packing"), load_lancy("attention")
+TORCH_FLASH = attention_module.TORCH_FLASH
 
 
 def lengths(n: int, seed: int) -> list[int]:
@@ -287,8 +242,8 @@ def main() -> None:
         args.real_tokens, args.row_length, args.steps, args.warmup = 1024, 512, 2, 1
     config = model_config(args.smoke)
     attentions = ["sdpa"] + (["flash_attention_2"] if importable("flash_attn") and device == "cuda" else [])
-    if device == "cuda" and register_torch_flash():
-        attentions.append(TORCH_FLASH)
+    if device == "cuda" and attention_module.torch_flash_available():
+        attentions.append(attention_module.register_torch_flash())  # what `model.attention: auto` picks for SFT
     ligers = [False] + ([True] if importable("liger_kernel") and device == "cuda" else [])
     results = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu (smoke)",
                "versions": {"torch": torch.__version__, "transformers": transformers.__version__},

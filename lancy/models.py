@@ -29,18 +29,29 @@ def device_and_dtype() -> tuple[str, "torch.dtype"]:  # noqa: F821
     return "cpu", torch.float32
 
 
-def attention_implementation(requested: str = "auto") -> str:
-    """The attention to use: `auto` is flash_attention_2 on CUDA with flash-attn installed, eager on MPS (where
-    sdpa has produced NaNs), sdpa otherwise; an explicit choice is kept if this machine can run it."""
-    import importlib.util
+def attention_implementation(requested: str = "auto", padding_free: bool = False) -> str:
+    """The attention to use. `auto`: on CUDA, flash_attention_2 with flash-attn installed, else for padding-free
+    batches (`padding_free`: SFT's flattened packed rows) PyTorch's own FlashAttention kernels (lancy.attention,
+    TORCH_FLASH), else sdpa; eager on MPS (where sdpa has produced NaNs); sdpa on the CPU. An explicit choice
+    is kept if this machine can run it."""
+    from lancy.attention import TORCH_FLASH, flash_attn_installed, register_torch_flash, torch_flash_available
 
     device = device_and_dtype()[0]
-    flash = device == "cuda" and importlib.util.find_spec("flash_attn") is not None
+    flash = device == "cuda" and flash_attn_installed()
     if requested == "auto":
-        return "flash_attention_2" if flash else "eager" if device == "mps" else "sdpa"
+        if flash:
+            return "flash_attention_2"
+        if device == "cuda" and padding_free and torch_flash_available():
+            return register_torch_flash()
+        return "eager" if device == "mps" else "sdpa"
     if requested == "flash_attention_2" and not flash:
         raise LancyError("params key `model.attention` is flash_attention_2, which needs CUDA and the flash-attn "
                          "package (pip install -r requirements-gpu.txt); use auto to fall back to sdpa")
+    if requested == TORCH_FLASH:
+        if not torch_flash_available():
+            raise LancyError("params key `model.attention` is torch_flash, which needs CUDA with FlashAttention "
+                             "support and torch.nn.attention.varlen; use auto to fall back to sdpa")
+        return register_torch_flash()
     return requested
 
 
@@ -157,8 +168,11 @@ def memory_estimate(total_params: int) -> dict[str, float]:
             for name, size in (("fp32", 4), ("bf16", 2), ("int8", 1), ("int4", 0.5))}
 
 
-def load_model(name: str, attention: str = "auto", quantize: str = "none", stage: str | None = None):
+def load_model(name: str, attention: str = "auto", quantize: str = "none", stage: str | None = None,
+               padding_free: bool = False):
     """A causal LM from a local folder or a Hub id, with fp32 weights (training autocasts to bf16 on CUDA).
+
+    `padding_free`: it will be trained on flattened, padding-free batches (what `auto` attention considers).
 
     `quantize` (4bit, 8bit) loads the weights through bitsandbytes, for QLoRA. A folder holding LoRA
     adapters alone (saved with `lora.merge: false`) is loaded on its base model and merged.
@@ -166,7 +180,7 @@ def load_model(name: str, attention: str = "auto", quantize: str = "none", stage
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     if (Path(name) / "adapter_config.json").exists():
-        return _load_adapters(name, attention)
+        return _load_adapters(name, attention)  # loaded to evaluate or go on training: never padding-free
     config = load_config(name, stage)
     auto = AutoModelForSeq2SeqLM if is_seq2seq(config) else AutoModelForCausalLM
     router_loss = has_router_loss(config) and any(getattr(config, k, None) for k in EXPERT_COUNT_KEYS)
@@ -174,8 +188,8 @@ def load_model(name: str, attention: str = "auto", quantize: str = "none", stage
         config.output_router_logits = True  # MoE: the router's load-balancing loss joins the LM loss in training
     try:
         model = auto.from_pretrained(name, config=config, dtype="float32",
-                                                     attn_implementation=_family_attention(config, attention),
-                                                     quantization_config=_quantization(quantize))
+                                     attn_implementation=_family_attention(config, attention, padding_free),
+                                     quantization_config=_quantization(quantize))
     except (OSError, ValueError) as error:
         raise LancyError(model_not_found(name, error)) from None
     if router_loss and _forward_default(model, "output_router_logits") is False:
@@ -188,17 +202,17 @@ def load_model(name: str, attention: str = "auto", quantize: str = "none", stage
     return model
 
 
-def _family_attention(config, attention: str) -> str:
+def _family_attention(config, attention: str, padding_free: bool = False) -> str:
     """`auto` falls back to what the family implements (T5 has no flash attention, Switch Transformers neither
     flash nor sdpa attention); an explicit choice is passed on as it is."""
     from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING
 
-    implementation = attention_implementation(attention)
+    implementation = attention_implementation(attention, padding_free and not is_seq2seq(config))
     mapping = MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING if is_seq2seq(config) else MODEL_FOR_CAUSAL_LM_MAPPING
     if attention != "auto" or type(config) not in mapping:
         return implementation
     family = mapping[type(config)]
-    if implementation == "flash_attention_2" and not family._supports_flash_attn:
+    if "flash" in implementation and not family._supports_flash_attn:
         implementation = "sdpa"
     return implementation if implementation != "sdpa" or family._supports_sdpa else "eager"
 

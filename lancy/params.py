@@ -16,7 +16,7 @@ import yaml
 from lancy.errors import LancyError
 
 DATA_SOURCES = ("embedded", "hub", "local")
-ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2")
+ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2", "torch_flash")
 SEARCH_METRICS = ("loss", "score")  # the mixture search's target: answer losses or headline scores
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
@@ -44,7 +44,8 @@ class Mix:
 @dataclass(frozen=True)
 class Model:
     name: str = "scratch"  # scratch | a Hub id | a local folder
-    attention: str = "auto"  # auto | sdpa | eager | flash_attention_2
+    attention: str = "auto"  # auto | sdpa | eager | flash_attention_2 | torch_flash (lancy.attention)
+    liger_kernel: bool = False  # CUDA: Liger's Triton kernels in pretrain and SFT (lancy.training.liger_arguments)
     vocab_size: int = 4096  # scratch only: size of the BPE tokenizer trained on the corpus
     hidden_size: int = 128  # scratch only: Llama-style architecture
     num_layers: int = 4

@@ -16,6 +16,7 @@ from pathlib import Path
 from transformers import Trainer, TrainerCallback
 from transformers.integrations import DVCLiveCallback, TensorBoardCallback
 
+from lancy.errors import LancyError
 from lancy.files import atomic_dir
 from lancy.models import (
     device_and_dtype,
@@ -63,6 +64,21 @@ def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
+
+
+def liger_arguments(enabled: bool) -> dict:
+    """TrainingArguments for `model.liger_kernel`: transformers patches Liger's Triton kernels into the model
+    (fused linear cross-entropy, which never materializes the logits, RMSNorm, RoPE, SwiGLU). CUDA only; the
+    memory it frees is for larger micro-batches (`batch_size`). It replaces lancy's own fused and chunked heads
+    (the stages then skip them). bench/gpu_sft.py checks Liger's loss against the model's own before timing."""
+    if not enabled:
+        return {}
+    import importlib.util
+
+    if device_and_dtype()[0] != "cuda" or importlib.util.find_spec("liger_kernel") is None:
+        raise LancyError("params key `model.liger_kernel` needs CUDA and the liger-kernel package (pip install -r "
+                         "requirements-gpu.txt); set it to false on this machine")
+    return {"use_liger_kernel": True}
 
 
 def fused_lm_head(model) -> None:

@@ -24,6 +24,7 @@ from lancy.training import (
     fingerprint,
     finish,
     keep_untrained,
+    liger_arguments,
     run_facts,
     stage_seed,
     train,
@@ -31,8 +32,8 @@ from lancy.training import (
 )
 
 PARAMS = (
-    "seed", "model.name", "model.attention", "model.hidden_size", "model.num_layers", "model.num_heads",
-    "model.intermediate_size", "tokenize.max_length", "pretrain",
+    "seed", "model.name", "model.attention", "model.liger_kernel", "model.hidden_size", "model.num_layers",
+    "model.num_heads", "model.intermediate_size", "tokenize.max_length", "pretrain",
 )
 DATA, OUT, CHECKPOINTS = Path("data/tokenized"), Path("models/pretrain"), Path("checkpoints/pretrain")
 
@@ -40,6 +41,7 @@ DATA, OUT, CHECKPOINTS = Path("data/tokenized"), Path("models/pretrain"), Path("
 def main() -> None:
     p = P.load(PARAMS)
     pretraining = bool(p.pretrain.max_steps or p.pretrain.epochs)
+    liger = liger_arguments(p.model.liger_kernel) if pretraining else {}
     inputs = ("tokenizer", "pretrain", "pretrain_val", "pretrain_sources.json")
     require(*(DATA / name for name in inputs))
     tokenizer = load_tokenizer(str(DATA / "tokenizer"))
@@ -54,9 +56,9 @@ def main() -> None:
     eval_set = read_table(DATA / "pretrain_val")
 
     mixture = data_shares(json.loads((DATA / "pretrain_sources.json").read_text()))
-    chunked = p.pretrain.chunked_loss and chunked_lm_loss(model)  # False where it does not apply
+    chunked = not liger and p.pretrain.chunked_loss and chunked_lm_loss(model)  # False where it does not apply
     facts = run_facts(model, p.pretrain, p.tokenize.max_length, train_rows=len(train_set), data=mixture,
-                      chunked_loss=chunked)
+                      chunked_loss=chunked, liger_kernel=bool(liger))
     if not pretraining:
         keep_untrained(model, tokenizer, OUT, "pretrain", facts)
         return
@@ -70,7 +72,7 @@ def main() -> None:
     )
     if p.pretrain.load_best_model_at_end:  # the best checkpoint is chosen among the evaluated ones
         arguments.update(save_strategy=arguments["eval_strategy"], save_steps=eval_steps)
-    args = TrainingArguments(**arguments)
+    args = TrainingArguments(**arguments, **liger)
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                       data_collator=packed_collator(model, tokenizer.pad_token_id),
                       callbacks=callbacks("pretrain", facts))

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import transformers.modeling_flash_attention_utils as flash_utils
 from datasets import Dataset, List, Value
-from transformers import AttentionInterface, LlamaConfig, LlamaForCausalLM
-from transformers.integrations.flash_attention import flash_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, flash_attention_mask
+from transformers import LlamaConfig, LlamaForCausalLM
 
+import lancy.attention
+import lancy.models
 import lancy.packing
 import lancy.tables
+from lancy.attention import TORCH_FLASH, register_flash, torch_kernels, unregister_flash
+from lancy.errors import LancyError
 from lancy.packing import (
     IGNORE,
     FlattenedCollator,
@@ -382,15 +383,16 @@ FLASH = "recording_flash"
 def flash_kernel():
     """An attention implementation that takes transformers' own flash-attention path, on the CPU.
 
-    It is registered the way transformers registers a hub flash kernel (`hub_kernels.load_and_register_attn_kernel`):
-    `flash_attention_forward` in the AttentionInterface and `flash_attention_mask` in the mask interface, under a
-    name holding "flash" (what `is_flash_attention_requested` looks for). Everything transformers decides for
-    flash_attention_2 is then decided for it: `masking_utils` builds no mask from restarting position_ids (only a
-    padding mask, and none when nothing is padded), and `modeling_flash_attention_utils._flash_attention_forward`
-    picks the varlen kernel for cu_seq_lens_q/k kwargs or for restarting position_ids in a batch of ONE row
-    (`_is_packed_sequence`), the dense kernel (each row one causal sequence) otherwise. Only the CUDA kernels that
-    `_lazy_imports` would load are replaced, by reference kernels that compute causal attention per sequence and
-    record the sequence lengths they were given: what flash attention keeps apart. Yields that record.
+    It is registered by lancy.attention.register_flash, as TORCH_FLASH is on CUDA, the way transformers registers a
+    hub flash kernel: `flash_attention_forward` in the AttentionInterface and `flash_attention_mask` in the mask
+    interface, under a name holding "flash" (what `is_flash_attention_requested` looks for). Everything transformers
+    decides for flash_attention_2 is then decided for it: `masking_utils` builds no mask from restarting
+    position_ids (only a padding mask, and none when nothing is padded), and
+    `modeling_flash_attention_utils._flash_attention_forward` picks the varlen kernel for cu_seq_lens_q/k kwargs or
+    for restarting position_ids in a batch of ONE row (`_is_packed_sequence`), the dense kernel (each row one causal
+    sequence) otherwise. Only the CUDA kernels that `_lazy_imports` would load are replaced, by reference kernels
+    that compute causal attention per sequence and record the sequence lengths they were given: what flash attention
+    keeps apart. Yields that record.
     """
     calls = []
 
@@ -411,16 +413,9 @@ def flash_kernel():
         return torch.cat([attend(q[s:e], k[s:e], v[s:e], causal, softmax_scale)
                           for s, e in zip(bounds, bounds[1:], strict=False)])
 
-    load = flash_utils._lazy_imports
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(flash_utils, "_lazy_imports", lambda implementation, *args, **kwargs: (
-            (flash_fn, flash_varlen_fn, None, flash_utils._pad_input, flash_utils._unpad_input)
-            if implementation == FLASH else load(implementation, *args, **kwargs)))
-        patch.setattr(flash_utils, "_loaded_implementation", flash_utils._loaded_implementation)  # restored after
-        AttentionInterface.register(FLASH, flash_attention_forward)
-        AttentionMaskInterface.register(FLASH, flash_attention_mask)
-        yield calls
-        del AttentionInterface._global_mapping[FLASH], AttentionMaskInterface._global_mapping[FLASH]
+    register_flash(FLASH, flash_fn, flash_varlen_fn)  # the registration TORCH_FLASH goes through
+    yield calls
+    unregister_flash(FLASH)
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager", FLASH])
@@ -517,6 +512,66 @@ def test_flash_attention_keeps_flattened_pretraining_blocks_apart(flash_kernel):
         row_wise = _tiny_llama("sdpa")(**PackedCollator(PAD)(blocks)).loss
     assert flash_kernel == [("varlen", [16, 16, 16])] * model.config.num_hidden_layers
     torch.testing.assert_close(loss, row_wise, atol=1e-5, rtol=0)
+
+
+def reference_varlen_attn(calls):
+    """A CPU stand-in with torch.nn.attention.varlen.varlen_attn's signature: causal attention per sequence."""
+    def varlen_attn(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None, scale=None,
+                    window_size=(-1, -1), enable_gqa=False, seqused_k=None, block_table=None, num_splits=None):
+        assert cu_seq_q.dtype == torch.int32 and torch.equal(cu_seq_q, cu_seq_k) and window_size == (-1, 0)
+        bounds = cu_seq_q.tolist()
+        calls.append([end - start for start, end in zip(bounds, bounds[1:], strict=False)])
+        return torch.cat([F.scaled_dot_product_attention(*(x[s:e].transpose(0, 1) for x in (query, key, value)),
+                                                         is_causal=True, scale=scale, enable_gqa=enable_gqa)
+                          .transpose(0, 1) for s, e in zip(bounds, bounds[1:], strict=False)])
+    return varlen_attn
+
+
+def test_torch_flash_kernels_keep_packed_examples_apart(sft_examples, packed_rows):
+    """TORCH_FLASH's own kernel wrappers (lancy.attention.torch_kernels: argument mapping, causal window, int32
+    boundaries) through the registration it uses on CUDA, with a CPU stand-in for varlen_attn: packed logits
+    equal each example's alone under sdpa."""
+    calls, name = [], "torch_flash_on_cpu"
+    register_flash(name, *torch_kernels(reference_varlen_attn(calls)))
+    try:
+        model = _tiny_llama(name)
+        batch = packed_collator(model, PAD)(packed_rows)
+        with torch.no_grad():
+            packed = model(**batch).logits[0]
+            sdpa = _tiny_llama("sdpa")
+            alone = [sdpa(input_ids=torch.tensor([e["input_ids"]])).logits[0] for e in sft_examples]
+    finally:
+        unregister_flash(name)
+    lengths = [e - s for s, e in _segments({"position_ids": batch["position_ids"][0].tolist()})]
+    assert calls == [lengths] * model.config.num_hidden_layers
+    start = 0
+    for length in lengths:  # the flattened row holds the examples in the packed rows' order
+        i = next(i for i, e in enumerate(sft_examples)
+                 if e["input_ids"] == batch["input_ids"][0, start : start + length].tolist())
+        torch.testing.assert_close(packed[start : start + length], alone[i], atol=1e-4, rtol=0)
+        start += length
+
+
+@pytest.mark.parametrize(
+    ("flash_attn", "varlen", "padding_free", "expected"),
+    [
+        (True, True, True, "flash_attention_2"),
+        (False, True, True, TORCH_FLASH),
+        (False, True, False, "sdpa"),  # pretraining blocks and generation: sdpa's own flash kernel
+        (False, False, True, "sdpa"),
+    ],
+)
+def test_auto_attention_on_cuda(flash_attn, varlen, padding_free, expected, monkeypatch):
+    monkeypatch.setattr(lancy.models, "device_and_dtype", lambda: ("cuda", torch.bfloat16))
+    monkeypatch.setattr(lancy.attention, "flash_attn_installed", lambda: flash_attn)
+    monkeypatch.setattr(lancy.attention, "torch_flash_available", lambda: varlen)
+    monkeypatch.setattr(lancy.attention, "register_torch_flash", lambda: TORCH_FLASH)
+    assert lancy.models.attention_implementation("auto", padding_free) == expected
+
+
+def test_torch_flash_where_it_cannot_run_is_a_clear_error():
+    with pytest.raises(LancyError, match="`model.attention` is torch_flash, which needs CUDA"):
+        lancy.models.attention_implementation(TORCH_FLASH)
 
 
 # --- the fused LM head: only the labelled positions --------------------------------------------------------------

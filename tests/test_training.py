@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from lancy.cpu_kernels import cpu_flags, has_avx2
+from lancy.errors import LancyError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
@@ -216,3 +217,17 @@ def test_a_source_reward_scores_its_own_rows_alone():
     assert fpb(**columns) == [1.0, 0.0, None, None]
     assert source_reward("gsm8k")(**columns) == [None, None, None, 1.0]
     assert task_reward(**{k: v for k, v in columns.items() if k != "source"}) == [1.0, 0.0, 1.0, 1.0]
+
+
+def test_liger_kernel_is_for_cuda_training_only(monkeypatch):
+    import importlib.util
+
+    import lancy.training
+
+    assert lancy.training.liger_arguments(False) == {}
+    with pytest.raises(LancyError, match="params key `model.liger_kernel` needs CUDA and the liger-kernel package"):
+        lancy.training.liger_arguments(True)  # this machine: no CUDA
+    monkeypatch.setattr(lancy.training, "device_and_dtype", lambda: ("cuda", "torch.bfloat16"))
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: name == "liger_kernel" or found(name))
+    assert lancy.training.liger_arguments(True) == {"use_liger_kernel": True}  # transformers then patches the model
