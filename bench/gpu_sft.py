@@ -169,6 +169,30 @@ def check_packing(config, attention: str, device: str, row_length: int) -> float
     return error
 
 
+def check_liger(config, device: str) -> float:
+    """Liger's patched model against the model's own loss, with the same seeded weights on one packed batch,
+    before any Liger case is timed (Liger patches transformers for good): the relative loss difference;
+    exits 1 beyond the bf16 tolerance."""
+    from liger_kernel.transformers import apply_liger_kernel_to_qwen2
+
+    generator = torch.Generator().manual_seed(1)
+    examples = [torch.randint(1, config.vocab_size, (n,), generator=generator) for n in take(lengths(2000, 1), 4096)]
+
+    def loss() -> float:
+        torch.manual_seed(0)
+        model = build_model(config, "sdpa", device)
+        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            return model(**to_device(packed_batch(model, pack_rows(examples, 1024)), device)).loss.float().item()
+
+    own = loss()
+    apply_liger_kernel_to_qwen2()
+    error = abs(loss() - own) / abs(own)
+    if error > BF16_TOLERANCE:
+        raise SystemExit(f"Liger check failed: its loss differs from the model's own by {error:.3f} (relative; "
+                         f"bf16 tolerance {BF16_TOLERANCE}); not timing Liger")
+    return error
+
+
 def step_flops(config, n_params: int, batch: dict, step: list[int], attention: str, packed: bool) -> float:
     """FLOPS_FORMULA for one step (see the module docstring)."""
     unpadded = packed or "flash" in attention
@@ -252,6 +276,9 @@ def main() -> None:
                                 for attention in attentions}
     print(json.dumps({"packing_check": results["packing_check"]}), flush=True)
     for liger in ligers:  # Liger patches transformers for good: all cases without it come first
+        if liger:
+            results["liger_check"] = check_liger(config, device)
+            print(json.dumps({"liger_check": results["liger_check"]}), flush=True)
         for attention in attentions:
             for packed in (True, False):
                 case = {"attention": attention, "liger": liger, "packed": packed}

@@ -66,6 +66,32 @@ def test_gpu_script_stops_when_packed_examples_attend_to_each_other(monkeypatch)
         gpu_sft.check_packing(gpu_sft.model_config(smoke=True), "sdpa", "cpu", row_length=1024)
 
 
+@pytest.mark.parametrize("scale", [1.0, 50.0])
+def test_gpu_script_checks_liger_against_the_models_own_loss(scale, monkeypatch):
+    """A stand-in for Liger's patch (no Triton here): an exact one passes, one that changes the loss stops it."""
+    import sys
+    import types
+
+    from transformers.models.qwen2 import modeling_qwen2
+
+    from bench import gpu_sft
+
+    def apply_liger_kernel_to_qwen2():
+        norm = modeling_qwen2.Qwen2RMSNorm.forward
+        monkeypatch.setattr(modeling_qwen2.Qwen2RMSNorm, "forward", lambda self, x: norm(self, x) * scale)
+
+    fake = types.ModuleType("liger_kernel.transformers")
+    fake.apply_liger_kernel_to_qwen2 = apply_liger_kernel_to_qwen2
+    monkeypatch.setitem(sys.modules, "liger_kernel", types.ModuleType("liger_kernel"))
+    monkeypatch.setitem(sys.modules, "liger_kernel.transformers", fake)
+    config = gpu_sft.model_config(smoke=True)
+    if scale == 1.0:
+        assert gpu_sft.check_liger(config, "cpu") == 0.0
+    else:
+        with pytest.raises(SystemExit, match="Liger check failed"):
+            gpu_sft.check_liger(config, "cpu")
+
+
 def test_scale_params_are_valid(tmp_path):
     """The scale benchmark's params.yaml passes lancy's validation, dataset names included (a default key that
     names a dataset it leaves out, such as `rl_mixture`, once stopped `make bench` at its first stage)."""
