@@ -239,6 +239,15 @@ def headline(result: dict) -> str | None:
     return next((key for key in SCORES if result.get(key) is not None), None)
 
 
+def compact(results: dict) -> dict:
+    """A model's top-level DVC metrics (what `dvc exp show` and `dvc metrics diff` list): per dataset its
+    headline score and answer loss, per corpus its perplexity. Standard errors, row counts and invalid rates
+    stay in the details file (`dvc metrics diff --targets metrics/eval/<model>_details.json`)."""
+    return {name: {key: result[key] for key in (headline(result), "answer_loss", "perplexity")
+                   if key is not None and result.get(key) is not None}
+            for name, result in sorted(results.items())}
+
+
 def scores(results: dict) -> list[dict]:
     """One row per dataset that has a [0, 1] headline metric (perplexity has its own scale and stays out): the
     data of the per-dataset bar plots that `dvc plots diff` draws across experiments."""

@@ -249,6 +249,15 @@ def _number(value) -> bool:
     return isinstance(value, int | float) and value == value
 
 
+# What varies from run to run of the same inputs: kept out of the DVC-tracked curves and summaries (a fresh
+# `dvc repro` then writes the same bytes, and `dvc.lock` stays as committed). The Trainer prints them.
+WALL_CLOCK = ("runtime", "samples_per_second", "steps_per_second", "step_time")
+
+
+def _steady(logs: dict | None) -> dict:
+    return {k: v for k, v in (logs or {}).items() if not k.endswith(WALL_CLOCK)}
+
+
 class StepDVCLiveCallback(DVCLiveCallback):
     """DVCLive's callback counts its own log calls; this one logs at the trainer's optimizer step."""
 
@@ -262,11 +271,41 @@ class StepDVCLiveCallback(DVCLiveCallback):
         if self.live is not None:
             self.live.step = replay_step if replay_step is not None else state.global_step
         # None or NaN: a dataset's reward curve at a step that drew none of its rows; nothing to plot there
-        logs = {k: v for k, v in (logs or {}).items() if k != "step" and (_number(v) or isinstance(v, str))}
+        logs = {k: v for k, v in _steady(logs).items() if k != "step" and (_number(v) or isinstance(v, str))}
         super().on_log(args, state, control, logs=logs, **kwargs)
 
     def on_train_end(self, args, state, control, **kwargs):
         """Left to `finish`, which adds the stage's facts to the summary before closing."""
+
+
+class SteadyTensorBoardCallback(TensorBoardCallback):
+    """transformers' TensorBoard callback without the wall-clock values; `steady_events` rewrites its file."""
+
+    def __init__(self, writer):
+        super().__init__(tb_writer=writer)
+        self.folder = Path(writer.log_dir)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        super().on_log(args, state, control, logs=_steady(logs), **kwargs)
+
+
+def steady_events(folder: Path) -> None:
+    """Rewrite a closed TensorBoard folder's event files as one file of the same events with no wall-clock
+    time (every wall_time 0) under a fixed name: the same run then writes the same bytes. TensorBoard shows
+    the curves by step (its relative and wall-time axes are flat)."""
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    files = sorted(folder.glob("events.out.tfevents.*"))
+    events = [event for path in files for event in LegacyEventFileLoader(str(path)).Load()]
+    with open(folder / "events.out.tfevents.0.lancy.tmp", "wb") as f:
+        writer = RecordWriter(f)
+        for event in events[:1] + [e for e in events[1:] if not e.HasField("file_version")]:
+            event.wall_time = 0.0
+            writer.write(event.SerializeToString())
+    for path in files:
+        path.unlink()
+    os.replace(folder / "events.out.tfevents.0.lancy.tmp", folder / "events.out.tfevents.0.lancy")
 
 
 class FactsCallback(TrainerCallback):
@@ -301,6 +340,7 @@ def keep_untrained(model, tokenizer, out_dir: Path, stage: str, facts: dict) -> 
     live.end()
     write_facts(writer, facts)
     writer.close()
+    steady_events(Path(f"logs/{stage}"))
 
 
 def _loggers(stage: str):
@@ -316,7 +356,7 @@ def callbacks(stage: str, facts: dict) -> list:
     if int(os.environ.get("RANK", "0")) != 0:
         return []
     live, writer = _loggers(stage)
-    return [StepDVCLiveCallback(live=live), TensorBoardCallback(tb_writer=writer), FactsCallback(writer, facts)]
+    return [StepDVCLiveCallback(live=live), SteadyTensorBoardCallback(writer), FactsCallback(writer, facts)]
 
 
 def fingerprint(params: dict, inputs: list[Path]) -> str:
@@ -378,5 +418,7 @@ def finish(trainer, tokenizer, out_dir: Path, checkpoint_dir: Path, summary: dic
             if isinstance(callback, StepDVCLiveCallback):
                 callback.live.summary.update(summary)
                 callback.live.end()
+            if isinstance(callback, SteadyTensorBoardCallback):  # closed by the callback when training ended
+                steady_events(callback.folder)
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()

@@ -2,8 +2,10 @@
 
 Usage: python -m stages.evaluate <model>   Every held-out row gets its answer loss (teacher-forced, cheap); the
 first `evaluate.max_rows` of each dataset also get a generated answer and its score. Writes
-data/results/<model>/ (one row per held-out example or corpus window: lancy.results), metrics/eval/<model>.json
-(every metric with its standard error over rows) and metrics/eval/<model>_scores.json (the per-dataset plot rows).
+data/results/<model>/ (one row per held-out example or corpus window: lancy.results),
+metrics/eval/<model>_details.json (every metric with its standard error over rows, counts, invalid rates),
+metrics/eval/<model>.json (its headline scores, answer losses and perplexities: the top-level DVC metrics) and
+metrics/eval/<model>_scores.json (the per-dataset plot rows).
 """
 import sys
 from pathlib import Path
@@ -12,7 +14,15 @@ from lancy import params as P
 from lancy.catalog import CATALOG
 from lancy.confinement import check as check_sandbox
 from lancy.errors import LancyError, run_stage
-from lancy.evaluation import answer_losses, answer_rows, corpus_summary, corpus_windows, scores, summarize
+from lancy.evaluation import (
+    answer_losses,
+    answer_rows,
+    compact,
+    corpus_summary,
+    corpus_windows,
+    scores,
+    summarize,
+)
 from lancy.files import require, write_json
 from lancy.models import load_model
 from lancy.results import task_results, write_results
@@ -50,7 +60,8 @@ def main() -> None:
         tables.append(table)
         print(f"{stage} on {spec.name}: {metrics[spec.name]}")
     write_results(tables, Path("data/results") / stage)
-    write_json(Path(f"metrics/eval/{stage}.json"), metrics)
+    write_json(Path(f"metrics/eval/{stage}_details.json"), metrics)
+    write_json(Path(f"metrics/eval/{stage}.json"), compact(metrics))
     write_json(Path(f"metrics/eval/{stage}_scores.json"), scores(metrics))
 
 

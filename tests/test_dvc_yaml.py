@@ -237,7 +237,7 @@ def test_foreach_expands_to_one_instance_per_item(dvc, params_yaml):
     assert [d["cmd"] for d in downloads] == [f"python -m stages.download {n}" for n in params_yaml["mixture"]]
     evaluations = _instances("evaluate", dvc["stages"]["evaluate"], params_yaml)
     assert [_out_paths(e) for e in evaluations] == [
-        [f"data/results/{m}", f"metrics/eval/{m}.json", f"metrics/eval/{m}_scores.json"]
+        [f"data/results/{m}", *(f"metrics/eval/{m}{suffix}.json" for suffix in ("_details", "", "_scores"))]
         for m in ("pretrain", "sft", "grpo")]
 
 

@@ -382,3 +382,17 @@ def test_corpus_windows_have_stable_ids_and_give_the_perplexity(model, tokenizer
     assert len(set(windows["id"])) == len(windows["id"]) and all(len(i) == 16 for i in windows["id"])
     expected = math.exp(sum(windows["nll"]) / sum(windows["tokens"]))
     assert perplexity(model, tokenizer, TEXT * 6, batch_size=2)["perplexity"] == pytest.approx(expected)
+
+
+def test_the_top_level_metrics_are_each_datasets_score_answer_loss_and_perplexity():
+    from lancy.evaluation import compact
+
+    details = {
+        "imdb": {"accuracy": 0.9, "accuracy_se": 0.01, "answer_loss": 0.2, "answer_loss_se": 0.02, "invalid_rate": 0.0,
+                 "rows": 200, "loss_rows": 1500},
+        "gsm8k": {"answer_loss": 1.4, "answer_loss_se": 0.1, "loss_rows": 1500},  # no generation (a search proxy)
+        "code": {"pass_at_1": None, "pass_at_1_se": None, "answer_loss": 0.8, "rows": 3},  # no unit tests
+        "wikitext": {"perplexity": 280.0, "perplexity_se": 5.8, "tokens": 60000},
+    }
+    assert compact(details) == {"code": {"answer_loss": 0.8}, "gsm8k": {"answer_loss": 1.4},
+                                "imdb": {"accuracy": 0.9, "answer_loss": 0.2}, "wikitext": {"perplexity": 280.0}}

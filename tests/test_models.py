@@ -594,7 +594,9 @@ def test_encoder_decoder_through_sft_and_evaluate(seq2seq_folders, workspace, mo
     assert summary["step"] == 2 and summary["moe"] == moe and summary.get("router_aux_loss", False) == moe
     monkeypatch.setattr("sys.argv", ["evaluate", "sft"])
     stages.evaluate.main()
-    result = json.loads(Path("metrics/eval/sft.json").read_text())
+    result = json.loads(Path("metrics/eval/sft_details.json").read_text())
+    assert json.loads(Path("metrics/eval/sft.json").read_text())["imdb"] == {
+        key: result["imdb"][key] for key in ("accuracy", "answer_loss")}  # the top-level metrics: no counts
     assert result["imdb"]["rows"] == 4 and 0 <= result["imdb"]["accuracy"] <= 1
     assert result["wikitext"]["perplexity"] is None  # no plain-text perplexity for an encoder-decoder
     rows = pq.read_table("data/results/sft").to_pandas()  # per row: answer losses for all, answers for max_rows

@@ -169,8 +169,9 @@ def test_a_checkpoint_killed_while_saving_is_skipped(tmp_path: Path):
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_same_params_give_the_same_pretrained_model(workspace: Path, tmp_path: Path, chunked: bool):
-    """Seeded end to end: two runs of pretrain from the same data and params write identical weights, with the
-    model's own loss and with the chunked one (`pretrain.chunked_loss`, which the run's facts report)."""
+    """Seeded end to end: two runs of pretrain from the same data and params write identical weights, curves,
+    summaries and TensorBoard logs, with the model's own loss and with the chunked one (`pretrain.chunked_loss`,
+    which the run's facts report)."""
     import hashlib
 
     roots, runs = [tmp_path / "a", tmp_path / "b"], []
@@ -188,6 +189,11 @@ def test_same_params_give_the_same_pretrained_model(workspace: Path, tmp_path: P
     digests = [hashlib.sha256((root / "models/pretrain/model.safetensors").read_bytes()).hexdigest() for root in roots]
     assert digests[0] == digests[1]
     assert json.loads((roots[0] / "metrics/pretrain/metrics.json").read_text())["chunked_loss"] is chunked
+    for folder in ("metrics/pretrain", "logs/pretrain"):  # no wall-clock times: DVC sees the same outputs
+        files = [{str(p.relative_to(root / folder)): p.read_bytes() for p in sorted((root / folder).rglob("*"))
+                  if p.is_file()} for root in roots]
+        assert files[0] == files[1] and files[0], folder
+    assert [p.name for p in (roots[0] / "logs/pretrain").iterdir()] == ["events.out.tfevents.0.lancy"]
 
 
 def test_reward_summary_of_a_grpo_log():
