@@ -1,5 +1,6 @@
 # make repro: set up .venv (when missing or older than requirements.txt), then run the pipeline.
-# make test:  same environment, then the test suite (make test-slow: the long checks it leaves out).
+# make test:  same environment plus the optional Ray extra (requirements-ray.txt), then the test suite
+#             (make test-slow: the long checks it leaves out).
 # make bench: same environment, then the CPU benchmarks (BENCH_ARGS=--quick for a smoke run).
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -17,7 +18,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 repro: $(VENV)/.installed
 	dvc repro
 
-test: $(VENV)/.installed
+$(VENV)/.installed-ray: $(VENV)/.installed requirements-ray.txt
+	$(PY) -m pip install -q -r requirements-ray.txt
+	touch $@
+
+test: $(VENV)/.installed $(VENV)/.installed-ray
 	$(PY) -m pytest -q
 
 test-slow: $(VENV)/.installed

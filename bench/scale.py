@@ -194,10 +194,33 @@ def run(quick: bool = False, billion: bool = False, sizes: tuple[int, ...] = ())
     return results
 
 
-def _set_num_proc(work: Path, num_proc: int) -> None:
+def _set_num_proc(work: Path, num_proc: int, engine: str = "datasets") -> None:
     params = yaml.safe_load((work / "params.yaml").read_text())
     params["num_proc"] = num_proc
+    params["data"]["engine"] = engine
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def engines(chars: int) -> dict:
+    """mix + tokenize on `chars` characters with the datasets engine (2 processes) and on a local Ray cluster of 1
+    and 2 CPUs (`data.engine: ray`, docs/ray.md); checks that every run writes the same bytes."""
+    results, outputs = {}, {}
+    with tempfile.TemporaryDirectory(prefix="lancy-ray-") as tmp:
+        work = Path(tmp)
+        params(work, chars, write_corpus(work / "wikitext", chars), 2)
+        for _, module in STAGES[:2]:
+            run_stage(work, module)
+        for engine, num_proc in (("datasets", 2), ("ray", 1), ("ray", 2)):
+            _set_num_proc(work, num_proc, engine)
+            run = {stage: run_stage(work, [f"stages.{stage}"]) for stage in ("mix", "tokenize")}
+            results[f"{engine}_{num_proc}"] = run
+            files = sorted(p for p in (work / "data").rglob("*") if p.is_file() and "raw" not in p.parts)
+            outputs[engine, num_proc] = {str(p.relative_to(work)): p.read_bytes() for p in files}
+            print(f"{engine}, num_proc {num_proc}: " + ", ".join(
+                f"{stage} {r['wall_s']:.1f} s / {r['peak_anon_mb']:.0f} MB anon / {r['peak_rss_mb']:.0f} MB pss"
+                for stage, r in run.items()), flush=True)
+    results["identical"] = all(out == outputs["datasets", 2] for out in outputs.values())
+    return results
 
 
 def table(results: dict) -> list[tuple[str, str, str, bool]]:
@@ -239,7 +262,15 @@ if __name__ == "__main__":
     parser.add_argument("--billion", action="store_true", help="also 1B characters (about 15 minutes more, 2 cores)")
     parser.add_argument("--sizes", default="", help="comma-separated sizes in characters, e.g. 10000000,1000000000")
     parser.add_argument("--out", default=str(REPO / "bench/out/scale.json"))
+    parser.add_argument("--ray", type=int, default=0, help="instead: mix + tokenize on this many characters with "
+                        "data.engine datasets and ray (1 and 2 CPUs); needs ray (requirements-ray.txt)")
     args = parser.parse_args()
+    if args.ray:
+        result = engines(args.ray)
+        print(f"byte-identical outputs: {result['identical']}")
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).with_name("scale_ray.json").write_text(json.dumps(result, indent=2) + "\n")
+        sys.exit(0 if result["identical"] else 1)
     out = run(args.quick, args.billion, tuple(int(size) for size in args.sizes.split(",") if size))
     for row in table(out):
         print(f"{row[0]:<45} {row[1]:<60} target {row[2]:<8} {'met' if row[3] else 'MISSED'}")

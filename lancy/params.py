@@ -16,6 +16,7 @@ import yaml
 from lancy.errors import LancyError
 
 DATA_SOURCES = ("embedded", "hub", "local")
+ENGINES = ("datasets", "ray")
 ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2", "torch_flash")
 SEARCH_METRICS = ("loss", "score")  # the mixture search's target: answer losses or headline scores
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
@@ -31,6 +32,7 @@ class Data:
     stream_chars: int = 20_000_000  # streamed corpora stop after this many characters of text
     local: dict[str, str] = field(default_factory=dict)  # local: dataset -> folder of <split>.jsonl/csv/parquet
     local_splits: dict[str, str] = field(default_factory=dict)  # local: dataset -> "train,test" file stems
+    engine: str = "datasets"  # the mix and tokenize maps: datasets (num_proc processes) | ray (Ray Data, docs/ray.md)
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,8 @@ def validate(params: Params) -> None:
     if params.search.replicates < 0:
         raise LancyError("params key `search.replicates` must be >= 0 (2: three runs of a mixture, to measure noise)")
 
+    if params.data.engine not in ENGINES:
+        raise LancyError(f"params key `data.engine` is {params.data.engine!r}; use one of: {', '.join(ENGINES)}")
     if params.data.source not in DATA_SOURCES:
         raise LancyError(
             f"params key `data.source` is {params.data.source!r}; use one of: {', '.join(DATA_SOURCES)}"

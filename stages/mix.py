@@ -4,9 +4,10 @@ Train rows whose text is held-out text of any dataset of the run are removed fir
 metrics/mix.json as held_out_removed); the pretraining validation slice (corpus_val, for the eval loss and
 checkpoint selection) is carved from train texts, so it shares no text with the held-out rows.
 
-Harmonizing is a batched map over the memory-mapped raw tables (`num_proc` processes); sampling picks row
-numbers. Writes data/mixed/{sft,rl,corpus,corpus_val}/ and data/mixed/eval/<name>/ (held-out rows of every
-dataset in `mixture`, each with its stable row `id`) as Parquet shards, and metrics/mix.json.
+Harmonizing is a batched map over the memory-mapped raw tables (`num_proc` processes), or Ray Data tasks over
+their Parquet row groups with `data.engine: ray` (lancy.ray_data: the same bytes out); sampling picks row numbers.
+Writes data/mixed/{sft,rl,corpus,corpus_val}/ and data/mixed/eval/<name>/ (held-out rows of every dataset in
+`mixture`, each with its stable row `id`) as Parquet shards, and metrics/mix.json.
 """
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lancy import params as P
+from lancy import ray_data
 from lancy.catalog import CATALOG
 from lancy.errors import run_stage
 from lancy.files import write_json
@@ -22,15 +24,17 @@ from lancy.harmonize import RECORD, harmonize_batch, harmonized_features
 from lancy.mixing import experiment_tag, held_out_keys, key_mask, sample_corpus, sample_tasks, split_validation, take
 from lancy.tables import processes, read_table, write_table
 
-PARAMS = ("seed", "num_proc", "mixture", "rl_mixture", "corpus", "mix", "prompts")
+PARAMS = ("seed", "num_proc", "data.engine", "mixture", "rl_mixture", "corpus", "mix", "prompts")
 RAW, OUT = Path("data/raw"), Path("data/mixed")
 
 
-def harmonized(name: str, split: str, template: str | None, num_proc: int):
+def harmonized(name: str, split: str, template: str | None, num_proc: int, engine: str):
+    kwargs = {"spec": CATALOG[name], "split": split, "template": template}
+    if engine == "ray":  # Ray tasks over the Parquet row groups
+        return ray_data.map_table(RAW / name / split, harmonize_batch, harmonized_features(), **kwargs)
     raw = read_table(RAW / name / split)
     return raw.map(harmonize_batch, batched=True, remove_columns=raw.column_names, features=harmonized_features(),
-                   fn_kwargs={"spec": CATALOG[name], "split": split, "template": template},
-                   num_proc=processes(num_proc, len(raw)), desc=f"harmonize {name} {split}")
+                   fn_kwargs=kwargs, num_proc=processes(num_proc, len(raw)), desc=f"harmonize {name} {split}")
 
 
 def has(dataset, column: str) -> np.ndarray:
@@ -58,10 +62,12 @@ def main() -> None:
     p = P.load(PARAMS, catalog=CATALOG)
     held_out = set().union(*(held_out_keys(CATALOG[name], read_table(RAW / name / "test")) for name in p.mixture))
     train, test, kept, dropped, removed = {}, {}, {}, {}, {}
+    if p.data.engine == "ray":
+        ray_data.start(p.num_proc)
     for name in p.mixture:
         template = p.prompts.get(name)
-        train[name] = harmonized(name, "train", template, p.num_proc)
-        test[name] = harmonized(name, "test", template, p.num_proc)
+        train[name] = harmonized(name, "train", template, p.num_proc, p.data.engine)
+        test[name] = harmonized(name, "test", template, p.num_proc, p.data.engine)
         kept[name] = ~key_mask(train[name], held_out)
         dropped[name] = {**dropped_counts(train[name], kept[name], "train"),
                          **dropped_counts(test[name], np.ones(len(test[name]), dtype=bool), "test")}

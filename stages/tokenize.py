@@ -1,7 +1,8 @@
 """tokenize: the tokenizer, pretraining rows, SFT rows (packed unless tokenize.packing is false), RL prompts.
 
-Every step is a batched map over memory-mapped tables in `num_proc` processes (each tokenizing on one thread);
-a scratch tokenizer trains on a bounded seeded sample (`tokenize.tokenizer_sample_chars`). Writes
+Every step is a batched map over memory-mapped tables in `num_proc` processes (each tokenizing on one thread), or
+Ray Data tasks over the Parquet row groups and packing ranges with `data.engine: ray` (lancy.ray_data: the same
+bytes out); a scratch tokenizer trains on a bounded seeded sample (`tokenize.tokenizer_sample_chars`). Writes
 data/tokenized/{tokenizer/, pretrain/, pretrain_val/, sft/, rl/} (Parquet shards), the token counts per source
 and metrics/tokenize.json.
 """
@@ -10,27 +11,22 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
-from datasets import Features
+from datasets import Features, List, Value
 
+from lancy import packing, ray_data
 from lancy import params as P
 from lancy.errors import run_stage
 from lancy.files import write_json
 from lancy.models import is_seq2seq, load_config
-from lancy.packing import (
-    document_rows,
-    encode_docs,
-    encode_sft,
-    fit_prompts,
-    pack_blocks,
-    pack_sft,
-    seq2seq_examples,
-    token_features,
-)
+from lancy.packing import encode_docs, encode_sft, fit_prompts, seq2seq_examples, token_features
 from lancy.tables import int_column, list_lengths, processes, read_table, write_table
 from lancy.tokenization import add_label_tokens, load_tokenizer, task_texts, train_tokenizer, training_texts
 
-PARAMS = ("seed", "num_proc", "model.name", "model.vocab_size", "tokenize")
+PARAMS = ("seed", "num_proc", "data.engine", "model.name", "model.vocab_size", "tokenize")
 MIXED, OUT = Path("data/mixed"), Path("data/tokenized")
+# The columns of encode_sft and seq2seq_examples (token ids as datasets infers Python ints: int64).
+EXAMPLE_FEATURES = Features({"input_ids": List(Value("int64")), "labels": List(Value("int64")),
+                             "truncated": Value("bool"), "completion_tokens": Value("int64")})
 
 
 def tokens_by_source(dataset) -> dict[str, int]:
@@ -43,8 +39,8 @@ def tokens_by_source(dataset) -> dict[str, int]:
 def main() -> None:
     p = P.load(PARAMS)
     length, num_proc = p.tokenize.max_length, p.num_proc
-    corpus, corpus_val = read_table(MIXED / "corpus"), read_table(MIXED / "corpus_val")
-    sft_rows, rl_rows = read_table(MIXED / "sft"), read_table(MIXED / "rl")
+    tables = {name: read_table(MIXED / name) for name in ("corpus", "corpus_val", "sft", "rl")}
+    corpus, sft_rows, rl_rows = tables["corpus"], tables["sft"], tables["rl"]
     seq2seq = False
     if p.model.name == "scratch":
         sample = training_texts(corpus, p.tokenize.tokenizer_sample_chars, p.seed)
@@ -57,33 +53,40 @@ def main() -> None:
         seq2seq = is_seq2seq(load_config(p.model.name))  # refuses a model lancy cannot train, before any work
         tokenizer = load_tokenizer(p.model.name)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the parallelism is num_proc processes, one thread each
+    engine = ray_data if p.data.engine == "ray" else packing  # where the maps and the packing run
+    if engine is ray_data:
+        ray_data.start(num_proc)
 
-    def mapped(dataset, function, features=None, keep=(), **kwargs):
-        if features is not None:  # the columns kept keep their types
-            features = Features({**{column: dataset.features[column] for column in keep}, **features})
+    def mapped(name: str, function, features, keep=(), **kwargs):
+        dataset = tables[name]
+        features = Features({**{column: dataset.features[column] for column in keep}, **features})  # kept: as they are
+        if engine is ray_data:
+            return ray_data.map_table(MIXED / name, function, features, keep, tokenizer=tokenizer, **kwargs)
         return dataset.map(function, batched=True, fn_kwargs={"tokenizer": tokenizer, **kwargs}, features=features,
                            remove_columns=[c for c in dataset.column_names if c not in keep],
                            num_proc=processes(num_proc, len(dataset)), desc=function.__name__)
 
     eos = tokenizer.eos_token_id
-    docs = mapped(corpus, encode_docs, token_features("input_ids"), keep=("source",), eos_id=eos)
+    docs = mapped("corpus", encode_docs, token_features("input_ids"), keep=("source",), eos_id=eos)
     if p.tokenize.packing:
-        blocks, dropped_tail = pack_blocks(docs, length, num_proc)
+        blocks, dropped_tail = engine.pack_blocks(docs, length, num_proc)
     else:
-        blocks, dropped_tail = document_rows(docs, length, num_proc)
-    val_docs = mapped(corpus_val, encode_docs, token_features("input_ids"), eos_id=eos)
-    val_blocks, _ = pack_blocks(val_docs, length, num_proc)  # packed either way: one yardstick
+        blocks, dropped_tail = engine.document_rows(docs, length, num_proc)
+    val_docs = mapped("corpus_val", encode_docs, token_features("input_ids"), eos_id=eos)
+    val_blocks, _ = engine.pack_blocks(val_docs, length, num_proc)  # packed either way: one yardstick
     pretrain_tokens = int(list_lengths(blocks, "input_ids").sum())
 
     # encoder-decoder: encoder input and decoder labels, nothing to pack
-    examples = mapped(sft_rows, seq2seq_examples if seq2seq else encode_sft, keep=("source",), max_length=length)
-    packed = pack_sft(examples, length, num_proc) if p.tokenize.packing and not seq2seq else \
+    examples = mapped("sft", seq2seq_examples if seq2seq else encode_sft, EXAMPLE_FEATURES, keep=("source",),
+                      max_length=length)
+    packed = engine.pack_sft(examples, length, num_proc) if p.tokenize.packing and not seq2seq else \
         examples.select_columns(["input_ids", "labels"])
     sft_tokens = int(list_lengths(examples, "input_ids").sum())
     per_source = tokens_by_source(examples)
 
     # GRPO prompts must fit max_length: a longer one loses its middle, like an SFT prompt.
-    rl = mapped(rl_rows, fit_prompts, keep=tuple(c for c in rl_rows.column_names if c != "prompt"), max_length=length)
+    rl = mapped("rl", fit_prompts, Features({"prompt": Value("string"), "truncated": Value("bool")}),
+                keep=tuple(c for c in rl_rows.column_names if c != "prompt"), max_length=length)
 
     OUT.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(OUT / "tokenizer")

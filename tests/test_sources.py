@@ -200,3 +200,25 @@ def test_real_samples_through_download_mix_and_tokenize(tmp_path):
     tokenize = json.loads((tmp_path / "metrics/tokenize.json").read_text())
     assert tokenize["vocab_size"] == 2048 and tokenize["sft"]["examples"] == 300
     assert tokenize["sft"]["packing_efficiency"] > 0.9 and tokenize["pretrain"]["rows"] > 100
+
+
+def test_local_parquet_is_read_one_row_group_at_a_time_into_the_builders_layout(tmp_path):
+    """lancy reads local Parquet row group by row group (flat memory as the file grows); its Dataset has the rows,
+    features and record batches of datasets' own Parquet builder, so the written shards are the same bytes."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lancy.sources import _parquet_rows
+    from lancy.tables import write_table
+
+    rows = [{"text": f"line {i} " * (i % 7), "label": i % 2} for i in range(5000)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "train.parquet", row_group_size=1300)
+    ours = _parquet_rows(str(tmp_path / "train.parquet"))
+    builder = datasets.load_dataset("parquet", data_files={"train": str(tmp_path / "train.parquet")}, split="train",
+                                    cache_dir=str(tmp_path / "cache"))
+    assert ours.features == builder.features and ours.data.table.equals(builder.data.table)
+    assert [len(b) for b in ours.data.table.to_batches()] == [len(b) for b in builder.data.table.to_batches()]
+    write_table(ours, tmp_path / "ours")
+    write_table(builder, tmp_path / "builder")
+    assert (tmp_path / "ours/00000.parquet").read_bytes() == (tmp_path / "builder/00000.parquet").read_bytes()
