@@ -2,7 +2,7 @@
 reports/compare.png (scores against the swept parameter) and reports/compare-differences.png (each difference
 with its 95% interval).
 
-    dvc exp run --queue -S 'mixture.imdb=0.2,0.5,0.8' && dvc queue start   # a sweep (README: Experiments)
+    dvc exp run --queue -S 'mixture.imdb=0.2,0.5,0.8' && dvc queue start   # a sweep (docs/experiments.md)
     dvc exp run --queue -S seed=1,2                                        # replicates of the baseline
     python -m lancy.compare                     # every group of HEAD's finished experiments against the baseline's
     python -m lancy.compare exp-a exp-b         # only these experiments (names or revisions); the first is A
@@ -265,9 +265,8 @@ def overview(rows: list[dict]) -> tuple[list[str], list[list]]:
                 key = headline(result) or ("perplexity" if result.get("perplexity") is not None else None)
                 if key:
                     cells[f"{model} {dataset} {key}"] = (result[key], result.get(f"{key}_se"))
-        sources = row["metrics"].get("metrics/tokenize.json", {}).get("sft", {}).get("sources", {})
-        for source, facts in sorted(sources.items()):
-            cells[f"SFT share {source}"] = (facts["share"], None)
+        for source, share in sorted(row["metrics"].get("metrics/sft_shares.json", {}).items()):
+            cells[f"SFT share {source}"] = (share, None)
         columns.update(dict.fromkeys(cells))
         values.append(cells)
     header = ["experiment", *params, *columns]

@@ -4,7 +4,7 @@ and seed train the same weights on AVX2 and AVX-512 machines alike.
 PyTorch's own kernels (ATen) and MKL's matrix products use the widest instructions the CPU has, and AVX-512
 kernels round differently from AVX2 ones: the embedded default trained other weights on an AVX-512 machine than
 on the AVX2 machine of the committed dvc.lock, with other held-out numbers. With the settings below it
-reproduced every committed model and metric byte for byte, in the same time (README, The pipeline: "The same
+reproduced every committed model and metric byte for byte, in the same time (docs/pipeline.md: "The same
 weights on every x86-64 machine with AVX2").
 - `ATEN_CPU_CAPABILITY=avx2`: ATen's vectorized kernels. This one made the difference on the AVX-512 machine,
   an AMD EPYC.

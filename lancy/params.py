@@ -28,7 +28,7 @@ class Data:
     source: str = "embedded"  # embedded (synthetic stand-ins) | hub (datasets.load_dataset) | local (files)
     train_rows: int = 2000  # rows kept of each dataset's train split (a cap for hub and local)
     test_rows: int = 1500  # rows kept of each dataset's held-out split (a cap for hub and local): every one gets its
-    # answer loss; 1,500 keeps the default's GRPO-against-SFT difference detectable to 0.05 (README: Results)
+    # answer loss; 1,500 keeps the default's GRPO-against-SFT difference detectable to 0.05 (docs/results.md)
     stream_chars: int = 20_000_000  # streamed corpora stop after this many characters of text
     local: dict[str, str] = field(default_factory=dict)  # local: dataset -> folder of <split>.jsonl/csv/parquet
     local_splits: dict[str, str] = field(default_factory=dict)  # local: dataset -> "train,test" file stems
@@ -265,7 +265,7 @@ def unknown_dataset(name: str, catalog: dict) -> str:
 
     close = difflib.get_close_matches(name, catalog, n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(f'`{c}`' for c in close)}? " if close else ""
-    return f"{hint}all {len(catalog)} names: README (Datasets) or `python -m lancy.catalog`"
+    return f"{hint}all {len(catalog)} names: docs/datasets.md or `python -m lancy.catalog`"
 
 
 def validate_datasets(params: Params, catalog: dict) -> None:

@@ -89,8 +89,8 @@ def fused_lm_head(model) -> None:
 
     For SFT, whose labels are the completions only (12% of the embedded default's tokens), this skips most of
     the head's matrix products and softmaxes. TRL's chunked head recomputes the logits in its backward pass, so
-    on the CPU it is faster only while under about half of the positions are labelled (measured: README,
-    Results); pretraining, where every position is, keeps the model's own head.
+    on the CPU it is faster only while under about half of the positions are labelled (measured:
+    docs/results-history.md); pretraining, where every position is, keeps the model's own head.
     Call it before `apply_lora` (PEFT then wraps the patched model).
     """
     from trl.trainer.utils import add_fused_lm_head
@@ -104,7 +104,7 @@ def score_labelled_positions_only() -> None:
 
     TRL 1.16 does so only where its Triton kernel runs (CUDA, XPU) and scores every position elsewhere, so
     that compilers such as Neuron's (XLA) see fixed shapes. Eager PyTorch on the CPU has no such need, and
-    scoring the prompts too cost GRPO half of each step on 2 CPU cores, for the same losses (README: Results).
+    scoring the prompts too cost GRPO half of each step on 2 CPU cores, for the same losses (docs/results-history.md).
     In `trl.trainer.utils`, `_use_triton` makes only that choice; which kernel runs is decided in
     `trl.kernels.chunked_logprob`, untouched. tests/test_packing.py checks which positions reach the head, so a
     TRL upgrade that moves the choice fails there.
@@ -126,7 +126,7 @@ def chunked_lm_loss(model) -> bool:
     under gradient accumulation), and so are its gradients, to float rounding (tests/test_packing.py).
 
     Pretraining uses it with `pretrain.chunked_loss`: every position is labelled there, and a 16 x 256-token step
-    of the embedded default ran 1.18-1.30x faster on 2 CPU cores (README: Performance). It applies on the CPU, in
+    of the embedded default ran 1.18-1.30x faster on 2 CPU cores (docs/performance.md). It applies on the CPU, in
     fp32, to decoder-only models whose logits are the plain linear map of the last hidden states; a model with
     scaled or soft-capped logits, a router's auxiliary loss, or an encoder-decoder keeps its own head, and so does
     every forward pass without labels or without gradients (evaluation, generation). Returns whether it applied.

@@ -108,8 +108,10 @@ def main() -> None:
                 "sources": {name: {"tokens": n, "share": n / sft_tokens} for name, n in per_source.items()}},
         "rl": {"prompts": len(rl), "truncated": int(int_column(rl, "truncated").sum())},
     })
-    write_json(Path("metrics/sft_mixture.json"),  # the mixture actually trained on, for `dvc plots diff`
-               [{"source": name, "share": n / sft_tokens} for name, n in sorted(per_source.items())])
+    shares = {name: n / sft_tokens for name, n in sorted(per_source.items())}  # the mixture actually trained on
+    write_json(Path("metrics/sft_shares.json"), shares)  # a top-level metric: a column per source in `dvc exp show`
+    write_json(Path("metrics/sft_mixture.json"),  # the same, as the rows of `dvc plots diff`'s bars
+               [{"source": name, "share": share} for name, share in shares.items()])
     print(f"{len(blocks)} pretraining rows, {len(examples)} SFT examples in {len(packed)} rows "
           f"({sft_tokens / (len(packed) * length):.3f} real tokens), {len(rl)} RL prompts")
 

@@ -19,8 +19,7 @@ def _state(rev, name, imdb, accuracy, share, error=None, seed=42):
                                            "gsm8k": {"exact_match": 0.02, "rows": 200},
                                            "wikitext": {"perplexity": 349.2, "tokens": 8448}}},
         "metrics/eval/grpo.json": {"data": {"imdb": {"accuracy": accuracy + 0.01, "rows": 200}}},
-        "metrics/tokenize.json": {"data": {"sft": {"sources": {"imdb": {"share": share, "tokens": 1},
-                                                               "sst2": {"share": 1 - share, "tokens": 1}}}}},
+        "metrics/sft_shares.json": {"data": {"imdb": share, "sst2": 1 - share}},
     }
     return {"rev": rev, "name": name, "error": error, "experiments": None,
             "data": {"rev": rev, "timestamp": None, "params": {"params.yaml": {"data": params}},

@@ -69,7 +69,7 @@ def _trained_weights_digest() -> str:
 
 
 # Computed on an AVX-512 AMD EPYC with lancy's settings (2 threads; 1, 4 and 8 gave the same). The same settings
-# reproduced, byte for byte, the committed default run made on an AVX2 EPYC (README, The pipeline).
+# reproduced, byte for byte, the committed default run made on an AVX2 EPYC (docs/pipeline.md).
 AVX2_DIGEST = "6efd6b1982efda104cb1947c78f99d550025977eabe1b21333e2b552b992260b"
 
 

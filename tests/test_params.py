@@ -132,12 +132,12 @@ def test_unknown_dataset_suggests_the_closest_names_not_all(key, write_params):
         P.load_all(write_params(_set(key, 0.5 if key.startswith("mixture") else "{text}")), CATALOG)
     message = str(caught.value)
     assert f"`{key}` names an unknown dataset; did you mean `imdb`?" in message
-    assert "`python -m lancy.catalog`" in message and "README (Datasets)" in message
+    assert "`python -m lancy.catalog`" in message and "docs/datasets.md" in message
     assert "mmlu_anatomy" not in message and len(message) < 200  # not the ~150 known names
 
 
 def test_unknown_dataset_without_a_close_name_still_says_where_the_names_are():
-    where = "README (Datasets) or `python -m lancy.catalog`"
+    where = "docs/datasets.md or `python -m lancy.catalog`"
     assert P.unknown_dataset("zzz", CATALOG) == f"all {len(CATALOG)} names: {where}"
     assert P.unknown_dataset("financial_qa", CATALOG).startswith("did you mean `financial_qa_10k`")
 
