@@ -18,6 +18,7 @@ from transformers.integrations import DVCLiveCallback, TensorBoardCallback
 
 from lancy.errors import LancyError
 from lancy.files import atomic_dir
+from lancy.launch import fsdp_on_cpu
 from lancy.models import (
     device_and_dtype,
     has_router_loss,
@@ -63,6 +64,7 @@ def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
+        **(fsdp_on_cpu() if device == "cpu" else {}),  # accelerate's FSDP config on the CPU (lancy.launch)
     )
 
 
@@ -165,9 +167,10 @@ class FusedLossTrainer(Trainer):
         return super().compute_loss(model, {**inputs, "fused_lm_head": True}, *args, **kwargs)
 
 
-def _save_model(model, folder: Path, lora, base: str | None) -> None:
+def _save_model(model, folder: Path, lora, base: str | None, weights: dict | None = None) -> None:
     if lora is None or not lora.enabled or not lora.merge:
-        model.save_pretrained(folder)  # adapters alone: adapter_config.json names the base model folder
+        # adapters alone: adapter_config.json names the base model folder
+        model.save_pretrained(folder, state_dict=weights)
     elif lora.quantize == "none":
         model.merge_and_unload().save_pretrained(folder)
     else:  # merging into 4-/8-bit weights would round them: merge into the full-precision base instead
@@ -410,9 +413,11 @@ def finish(trainer, tokenizer, out_dir: Path, checkpoint_dir: Path, summary: dic
     With LoRA (`lora.enabled`), the adapters are merged into the saved model, or saved alone when
     `lora.merge` is false; adapters trained on quantized weights are merged into the full-precision `base`.
     """
+    # Under FSDP each process holds a shard of the weights: all of them gather the full ones for the main process
+    weights = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
     if trainer.is_world_process_zero():
         with atomic_dir(out_dir) as tmp:
-            _save_model(trainer.model, tmp, lora, base)
+            _save_model(trainer.model, tmp, lora, base, weights)
             tokenizer.save_pretrained(tmp)
         for callback in trainer.callback_handler.callbacks:
             if isinstance(callback, StepDVCLiveCallback):
