@@ -282,14 +282,16 @@ class StepDVCLiveCallback(DVCLiveCallback):
 
 
 class SteadyTensorBoardCallback(TensorBoardCallback):
-    """transformers' TensorBoard callback without the wall-clock values; `steady_events` rewrites its file."""
+    """transformers' TensorBoard callback without the wall-clock values (nor the None that TRL logs for a dataset's
+    reward at a step that drew none of its rows); `steady_events` rewrites its file."""
 
     def __init__(self, writer):
         super().__init__(tb_writer=writer)
         self.folder = Path(writer.log_dir)
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        super().on_log(args, state, control, logs=_steady(logs), **kwargs)
+    def on_log(self, args, state, control, logs=None, **kwargs):  # None: a dataset's reward at a step without it
+        logs = {k: v for k, v in _steady(logs).items() if v is not None}
+        super().on_log(args, state, control, logs=logs, **kwargs)
 
 
 def steady_events(folder: Path) -> None:
