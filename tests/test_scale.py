@@ -47,7 +47,7 @@ def test_a_million_row_local_dataset_flows_without_materializing(tmp_path, monke
 
     _write_local(tmp_path)
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
-    params.update(num_proc=2, mixture={"sst2": 1.0, "wikitext": 0.0}, corpus={"wikitext": 1.0})
+    params.update(num_proc=2, mixture={"sst2": 1.0, "wikitext": 0.0}, rl_mixture={}, corpus={"wikitext": 1.0})
     params["data"].update(source="local", train_rows=ROWS, test_rows=50,
                           local={name: str(tmp_path / "local" / name) for name in ("wikitext", "sst2")})
     params["mix"].update(sft_rows=200, rl_rows=16, corpus_chars=2_000_000)
