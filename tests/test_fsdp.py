@@ -8,7 +8,6 @@ averages the number of labelled tokens across processes).
 """
 import dataclasses
 import json
-import os
 import shutil
 import signal
 import socket
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_project import run_stage, stage_env, tiny_project
 
 REPO = Path(__file__).resolve().parents[1]
 FSDP = "configs/accelerate/fsdp_cpu.yaml"
@@ -37,17 +37,6 @@ LOSS_TOLERANCE = 1e-4  # per-step training loss, FSDP vs one process (measured: 
 LOGITS_TOLERANCE = 1e-4  # saved models' logits (measured: 2e-7)
 
 
-def _env(root: Path) -> dict:
-    return dict(os.environ, PYTHONPATH=str(root), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-
-
-def _stage(root: Path, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", *args], cwd=root, env=_env(root), capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    return result.stdout + result.stderr
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -57,18 +46,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     """lancy, its stages, the accelerate configs and tiny params, with the data stages already run."""
-    root = tmp_path_factory.mktemp("workspace")
-    for name in ("lancy", "stages", "configs"):
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section] = values if section in ("mixture", "rl_mixture", "corpus") else {**params[section], **values}
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    for name in TINY["mixture"]:
-        _stage(root, "stages.download", name)
-    _stage(root, "stages.mix")
-    _stage(root, "stages.tokenize")
-    return root
+    return tiny_project(tmp_path_factory.mktemp("workspace"), TINY, ("lancy", "stages", "configs"))
 
 
 def _copy(workspace: Path, to: Path, stage: str, processes: int, keep: tuple[str, ...] = (), **section) -> Path:
@@ -91,7 +69,7 @@ def _run(root: Path, stage: str) -> tuple[str, bool]:
     torch.distributed.checkpoint file per process) was seen while it ran (the stage removes its checkpoints)."""
     with open(root / "stage.log", "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "lancy.launch", f"stages.{stage}"], cwd=root,
-                                   env=_env(root), stdout=log, stderr=subprocess.STDOUT)
+                                   env=stage_env(root), stdout=log, stderr=subprocess.STDOUT)
         sharded = False
         while process.poll() is None:
             sharded = sharded or len(list((root / "checkpoints" / stage).glob("checkpoint-*/*fsdp*/*.distcp"))) == 2
@@ -166,7 +144,7 @@ def pretrained(workspace: Path) -> Path:
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["launch"].update(processes=1, config="")
     (workspace / "params.yaml").write_text(yaml.safe_dump(params))
-    _stage(workspace, "stages.pretrain")
+    run_stage(workspace, "stages.pretrain")
     return workspace
 
 
@@ -195,7 +173,7 @@ def test_fsdp_run_interrupted_after_a_checkpoint_resumes_from_it(workspace: Path
     checkpoints = fsdp / "checkpoints" / "pretrain"
     with open(fsdp / "killed.log", "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "lancy.launch", "stages.pretrain"], cwd=fsdp,
-                                   env=_env(fsdp), stdout=log, stderr=subprocess.STDOUT)
+                                   env=stage_env(fsdp), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 240
         while not list(checkpoints.glob("checkpoint-*/trainer_state.json")) and time.time() < deadline:
             assert process.poll() is None, (fsdp / "killed.log").read_text()[-3000:]  # ended before a checkpoint

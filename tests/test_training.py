@@ -1,6 +1,5 @@
 """Training stages on a tiny workspace: resumption after a kill, step-0 facts, curves at optimizer steps."""
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -10,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_project import run_stage, stage_env, tiny_project
 
 from lancy.cpu_kernels import cpu_flags, has_avx2
 from lancy.errors import LancyError
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "data": {"train_rows": 200, "test_rows": 20},
     "mixture": {"imdb": 0.5, "sst2": 0.5, "wikitext": 0.0},
@@ -27,37 +26,15 @@ TINY = {
 }
 
 
-def _env(root: Path) -> dict:
-    return dict(os.environ, PYTHONPATH=str(root), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-
-
-def _stage(root: Path, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", *args], cwd=root, env=_env(root), capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout + result.stderr
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     """lancy, its stages and tiny params, with the data stages already run (no git, no dvc needed)."""
-    root = tmp_path_factory.mktemp("workspace")
-    for name in ("lancy", "stages"):
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section] = values if section in ("mixture", "rl_mixture", "corpus") else {**params[section], **values}
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    for name in TINY["mixture"]:
-        _stage(root, "stages.download", name)
-    _stage(root, "stages.mix")
-    _stage(root, "stages.tokenize")
-    return root
+    return tiny_project(tmp_path_factory.mktemp("workspace"), TINY)
 
 
 def test_pretrain_killed_after_a_checkpoint_resumes_from_it(workspace: Path):
     checkpoints = workspace / "checkpoints" / "pretrain"
-    process = subprocess.Popen([sys.executable, "-m", "stages.pretrain"], cwd=workspace, env=_env(workspace),
+    process = subprocess.Popen([sys.executable, "-m", "stages.pretrain"], cwd=workspace, env=stage_env(workspace),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while not list(checkpoints.glob("checkpoint-*/trainer_state.json")) and time.time() < deadline:
@@ -71,7 +48,7 @@ def test_pretrain_killed_after_a_checkpoint_resumes_from_it(workspace: Path):
     assert saved and saved[-1] < 240, "the run was not interrupted midway"  # (a partial one may follow)
     assert not (workspace / "models" / "pretrain" / "config.json").exists(), "a killed stage left a model behind"
 
-    output = _stage(workspace, "stages.pretrain")
+    output = run_stage(workspace, "stages.pretrain")
     assert f"resuming from checkpoints/pretrain/checkpoint-{saved[-1]}" in output  # the last complete one
     summary = json.loads((workspace / "metrics/pretrain/metrics.json").read_text())
     assert summary["resumed_from_step"] == saved[-1] and summary["step"] == 240
@@ -89,7 +66,7 @@ def test_step_zero_facts_in_tensorboard_and_metrics(workspace: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     if not (workspace / "models/pretrain").exists():
-        _stage(workspace, "stages.pretrain")
+        run_stage(workspace, "stages.pretrain")
     events = EventAccumulator(str(workspace / "logs/pretrain"))
     events.Reload()
     params = events.Scalars("facts/total_params")
@@ -109,13 +86,13 @@ def test_step_zero_facts_in_tensorboard_and_metrics(workspace: Path):
 def test_sft_on_two_cpu_processes(workspace: Path):
     """`launch.processes: 2` runs sft under torchrun: two processes over gloo, one DVCLive log, one model."""
     if not (workspace / "models/pretrain").exists():
-        _stage(workspace, "stages.pretrain")
+        run_stage(workspace, "stages.pretrain")
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     params["launch"]["processes"] = 2
     params["launch"]["main_port"] = 29517
     params["sft"].update(max_steps=3, batch_size=2, logging_steps=1)
     (workspace / "params.yaml").write_text(yaml.safe_dump(params))
-    output = _stage(workspace, "lancy.launch", "stages.sft")
+    output = run_stage(workspace, "lancy.launch", "stages.sft")
     assert "torchrun --nproc_per_node 2" in output
     summary = json.loads((workspace / "metrics/sft/metrics.json").read_text())
     assert summary["processes"] == 2 and summary["effective_batch_size"] == 4 and summary["step"] == 3
@@ -136,8 +113,8 @@ def test_grpo_logs_each_datasets_reward_curve(workspace: Path):
     (workspace / "params.yaml").write_text(yaml.safe_dump(params))
     for stage in ("pretrain", "sft"):
         if not (workspace / f"models/{stage}").exists():
-            _stage(workspace, f"stages.{stage}")
-    _stage(workspace, "stages.grpo")
+            run_stage(workspace, f"stages.{stage}")
+    run_stage(workspace, "stages.grpo")
     config = yaml.safe_load((workspace / "metrics/grpo/params.yaml").read_text())  # the GRPOConfig, as DVCLive logs it
     assert config["min_p"] == 0.05 and config["temperature"] == params["grpo"]["temperature"]
 
@@ -182,7 +159,7 @@ def test_same_params_give_the_same_pretrained_model(workspace: Path, tmp_path: P
         params["launch"]["processes"] = 1
         (root / "params.yaml").write_text(yaml.safe_dump(params))
         with open(root / "stage.log", "w") as log:
-            runs.append(subprocess.Popen([sys.executable, "-m", "stages.pretrain"], cwd=root, env=_env(root),
+            runs.append(subprocess.Popen([sys.executable, "-m", "stages.pretrain"], cwd=root, env=stage_env(root),
                                          stdout=log, stderr=subprocess.STDOUT))
     for root, run in zip(roots, runs, strict=True):
         assert run.wait(timeout=300) == 0, (root / "stage.log").read_text()[-3000:]
