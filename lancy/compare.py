@@ -250,21 +250,46 @@ def comparison_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def details(row: dict, models=MODELS) -> dict:
+    """{model: its metrics/eval/<model>_details.json} of an experiment's run, for the models it evaluated: the
+    standard errors and counts, which are outputs but not top-level metrics (`dvc exp show` leaves them out),
+    read at the run's revision from git and the DVC cache. A model whose file cannot be read (a run made before
+    the details were split off, or outputs not pulled) gets {}: its table shows no standard errors."""
+    from dvc.api import DVCFileSystem
+
+    evaluated = [model for model in models if f"metrics/eval/{model}.json" in row["metrics"]]
+    if not evaluated:
+        return {}
+    found = {}
+    try:
+        fs = DVCFileSystem(".", rev=row["rev"])
+    except Exception:  # dvc raises many kinds for an unknown revision
+        return {model: {} for model in evaluated}
+    for model in evaluated:
+        try:
+            found[model] = json.loads(fs.read_text(f"metrics/eval/{model}_details.json"))
+        except Exception:  # missing from the revision, or its output not in the cache
+            found[model] = {}
+    return found
+
+
 def overview(rows: list[dict]) -> tuple[list[str], list[list]]:
     """Header and rows of the experiments' table: name, the varying params, each model's headline metric per
-    dataset with its standard error over rows, perplexities, and each source's share of SFT tokens."""
+    dataset with its standard error over rows (from the run's details), perplexities, and each source's share of
+    SFT tokens."""
     from lancy.evaluation import headline
 
     params = varying(rows)
     columns: dict[str, None] = {}
     values = []
     for row in rows:
-        cells = {}
+        cells, errors = {}, details(row)
         for model in MODELS:
             for dataset, result in sorted(row["metrics"].get(f"metrics/eval/{model}.json", {}).items()):
                 key = headline(result) or ("perplexity" if result.get("perplexity") is not None else None)
                 if key:
-                    cells[f"{model} {dataset} {key}"] = (result[key], result.get(f"{key}_se"))
+                    se = errors.get(model, {}).get(dataset, {}).get(f"{key}_se")
+                    cells[f"{model} {dataset} {key}"] = (result[key], se)
         for source, share in sorted(row["metrics"].get("metrics/sft_shares.json", {}).items()):
             cells[f"SFT share {source}"] = (share, None)
         columns.update(dict.fromkeys(cells))

@@ -14,11 +14,11 @@ def _state(rev, name, imdb, accuracy, share, error=None, seed=42):
     params = {"seed": seed, "mixture": {"imdb": imdb, "sst2": 0.4, "gsm8k": 0.2}, "mix": {"sft_rows": 3000},
               "sft": {"seed": -1}}
     metrics = {
-        "metrics/eval/pretrain.json": {"data": {"imdb": {"accuracy": 0.0, "rows": 200}}},
-        "metrics/eval/sft.json": {"data": {"imdb": {"accuracy": accuracy, "accuracy_se": 0.02, "rows": 200},
-                                           "gsm8k": {"exact_match": 0.02, "rows": 200},
-                                           "wikitext": {"perplexity": 349.2, "tokens": 8448}}},
-        "metrics/eval/grpo.json": {"data": {"imdb": {"accuracy": accuracy + 0.01, "rows": 200}}},
+        "metrics/eval/pretrain.json": {"data": {"imdb": {"accuracy": 0.0, "answer_loss": 3.0}}},
+        "metrics/eval/sft.json": {"data": {"imdb": {"accuracy": accuracy, "answer_loss": 0.5},
+                                           "gsm8k": {"exact_match": 0.02, "answer_loss": 1.4},
+                                           "wikitext": {"perplexity": 349.2}}},
+        "metrics/eval/grpo.json": {"data": {"imdb": {"accuracy": accuracy + 0.01, "answer_loss": 0.4}}},
         "metrics/sft_shares.json": {"data": {"imdb": share, "sst2": 1 - share}},
     }
     return {"rev": rev, "name": name, "error": error, "experiments": None,
@@ -54,7 +54,14 @@ def test_experiments_are_the_baseline_and_finished_runs(show):
         compare.experiments(show, ["exp-nope"])
 
 
-def test_overview_holds_varying_params_scores_with_their_errors_perplexity_and_shares(show):
+def test_overview_holds_varying_params_scores_with_their_errors_perplexity_and_shares(show, monkeypatch):
+    read = []
+
+    def details(row, models=compare.MODELS):  # each run's metrics/eval/<model>_details.json, as at its revision
+        read.append(row["rev"])
+        return {"sft": {"imdb": {"accuracy": 0.0, "accuracy_se": 0.02, "rows": 200}}, "grpo": {}, "pretrain": {}}
+
+    monkeypatch.setattr(compare, "details", details)
     rows = compare.experiments(show)
     assert compare.varying(rows) == ["mixture.imdb"]
     header, body = compare.overview(rows)
@@ -65,6 +72,13 @@ def test_overview_holds_varying_params_scores_with_their_errors_perplexity_and_s
     low = dict(zip(header, body[1], strict=True))
     assert low["experiment"] == "exp-low" and low["sft imdb accuracy"] == (0.80, 0.02)
     assert "| exp-high | 0.8 | 0 | 0.02 | 0.95 ± 0.02 | 349.2 | 0.96 | 0.75 | 0.25 |" in compare.markdown(header, body)
+    assert read == [row["rev"] for row in rows]  # once per run
+
+
+def test_details_of_a_revision_that_cannot_be_read_are_empty(show):
+    row = compare.experiments(show)[1]
+    assert compare.details({**row, "rev": "0" * 40}) == {"pretrain": {}, "sft": {}, "grpo": {}}
+    assert compare.details({**row, "metrics": {}}) == {}
 
 
 def test_experiments_that_differ_only_in_seeds_form_a_group():
@@ -118,6 +132,7 @@ def sweep(show, monkeypatch):
         results[(rev * 40, "grpo")] = _results(rng, chance, shift + 0.3, loss_shift=-0.3)
     monkeypatch.setattr(compare, "exp_show", lambda: json.loads(json.dumps(show)))
     monkeypatch.setattr("lancy.results.read_results", lambda model, rev=None: results[(rev, model)])
+    monkeypatch.setattr(compare, "details", lambda row, models=compare.MODELS: {})  # no revisions to read here
     return results
 
 

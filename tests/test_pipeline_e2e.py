@@ -197,6 +197,7 @@ def test_pipeline_experiments_and_sharing(project: Path, tmp_path: Path):
     _run([sys.executable, "-m", "lancy.compare", "--out", str(tmp_path / "compare")], project)
     report = (tmp_path / "compare/compare.md").read_text()
     assert "mixture.imdb" in report and low in report and high in report and "sft imdb accuracy" in report
+    assert " ± " in report.split("## Experiments")[1]  # standard errors from each run's details, at its revision
     assert report.count(" (A) against mixture.imdb=") == 2  # the baseline against each experiment
     for picture in ("compare.png", "compare-differences.png"):
         assert (tmp_path / "compare" / picture).read_bytes()[:4] == b"\x89PNG"
