@@ -183,7 +183,7 @@ def _python_layer():
 
 def _main():
     write, exit_ = os.write, os._exit  # bound before the solution runs: it may patch the os module
-    import _posixsubprocess, json, signal, traceback, types, unittest  # loaded now: reloading them is refused
+    import json, traceback, unittest
 
     nonce, python_layer, program = sys.stdin.readline().split()
     _load_seccomp(bytes.fromhex(program))
