@@ -11,8 +11,8 @@ Rows are never gathered in Python lists (the embedded stand-ins aside, which are
   `stream_chars` characters of text, whichever comes first: nothing is downloaded in full, and the rows go to
   Arrow files as they arrive.
 - local: the same, from `<folder>/<split>.{jsonl,json,csv,parquet}` (split names from the catalog entry, or
-  `data.local_splits`), read by `datasets.load_dataset` with the matching builder into this stage's
-  temporary Arrow folder.
+  `data.local_splits`), read into this stage's temporary Arrow folder: JSON and CSV by `datasets.load_dataset`
+  with the matching builder, Parquet one row group at a time (`_parquet_rows`: flat memory).
 - A dataset without a held-out split gets one: a seeded sample set apart from its train split.
 """
 import os
@@ -111,10 +111,13 @@ def _parquet_rows(path: str):
     stat = os.stat(path)
     key = hashlib.sha256(f"{os.path.realpath(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     arrow = Path(scratch_dir()) / f"parquet-{key}.arrow"
-    with pq.ParquetFile(path) as source, pa.OSFile(str(arrow), "wb") as sink:
-        with pa.ipc.new_stream(sink, source.schema_arrow) as writer:
-            for group in range(source.num_row_groups):  # in the builder's record batches: the same Parquet bytes
-                writer.write_table(source.read_row_group(group), max_chunksize=datasets.config.DEFAULT_MAX_BATCH_SIZE)
+    if not arrow.exists():  # a file read twice (two splits named alike) is copied once: never over a mapped copy
+        with pq.ParquetFile(path) as source, pa.OSFile(f"{arrow}.tmp", "wb") as sink:
+            with pa.ipc.new_stream(sink, source.schema_arrow) as writer:
+                for group in range(source.num_row_groups):  # in the builder's record batches: the same Parquet bytes
+                    writer.write_table(source.read_row_group(group),
+                                       max_chunksize=datasets.config.DEFAULT_MAX_BATCH_SIZE)
+        os.replace(f"{arrow}.tmp", arrow)
     return datasets.Dataset.from_file(str(arrow))
 
 

@@ -222,3 +222,25 @@ def test_local_parquet_is_read_one_row_group_at_a_time_into_the_builders_layout(
     write_table(ours, tmp_path / "ours")
     write_table(builder, tmp_path / "builder")
     assert (tmp_path / "ours/00000.parquet").read_bytes() == (tmp_path / "builder/00000.parquet").read_bytes()
+
+
+def test_one_local_parquet_file_for_both_splits_is_copied_once(tmp_path, monkeypatch):
+    """`data.local_splits` may name one file for both splits: the second read reuses the first one's copy (never
+    rewriting a file that the first split's Dataset has memory-mapped)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lancy.tables import scratch_dir
+
+    rows = [{"sentence": f"review {i}", "label": i % 2, "idx": i} for i in range(30)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "all.parquet")
+    data = _data(source="local", local={"sst2": str(tmp_path)}, local_splits={"sst2": "all,all"}, train_rows=100)
+    opened, parquet_file = [], pq.ParquetFile
+    monkeypatch.setattr(pq, "ParquetFile", lambda path, *a, **k: opened.append(path) or parquet_file(path, *a, **k))
+    before = set(Path(scratch_dir()).glob("parquet-*.arrow"))
+    splits = fetch(CATALOG["sst2"], data, seed=0)
+    assert opened == [str(tmp_path / "all.parquet")]  # read once, for the first split
+    assert len(set(Path(scratch_dir()).glob("parquet-*.arrow")) - before) == 1
+    assert splits["train"].to_list() == rows  # under train_rows: every row, in order
+    test = splits["test"].to_list()
+    assert len(test) == 10 and all(row in rows for row in test)  # test_rows: a seeded sample of the same file
