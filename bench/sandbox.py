@@ -3,14 +3,18 @@
     python -m bench.sandbox [--runs 15] [--module path/to/other/sandbox.py]
 
 --module times another implementation of run_tests side by side (e.g. an older lancy/sandbox.py taken with
-`git show <commit>:lancy/sandbox.py`), alternating the two so that machine noise hits both alike.
+`git show <commit>:lancy/sandbox.py`), alternating the two so that machine noise hits both alike, and gives
+the mean paired difference with its 95% bootstrap interval (lancy.stats.paired, each pair of runs a row).
 """
 import argparse
 import importlib.util
 import statistics
 import time
 
+import numpy as np
+
 from lancy import sandbox
+from lancy.stats import paired
 
 TESTS = "import unittest\n\nclass TestCases(unittest.TestCase):\n    def test_double(self):\n" \
         "        self.assertEqual(task_func(2), 4)\n"
@@ -39,6 +43,9 @@ def main() -> None:
         for label, values in times.items():
             print(f"{name:13s} {label:6s} median {statistics.median(values) * 1000:6.1f} ms  "
                   f"min {min(values) * 1000:6.1f} ms  ({args.runs} runs)")
+        if "other" in times:  # paired over the alternating runs: lancy's run against the other's beside it
+            e = paired(np.array(times["lancy"]) * 1000, np.array(times["other"]) * 1000)
+            print(f"{name:13s} lancy - other: mean {e.difference:+.1f} ms, 95% interval [{e.low:+.1f}, {e.high:+.1f}]")
 
 
 if __name__ == "__main__":
