@@ -34,15 +34,22 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
     limit = context and (context if model.config.is_encoder_decoder else context - max_new_tokens)
     encoded = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     encoded = [fit_prompt(ids, limit) if limit else ids for ids in encoded]
-    outputs = []
-    for start in range(0, len(encoded), batch_size):
-        batch = tokenizer.pad({"input_ids": encoded[start : start + batch_size]}, return_tensors="pt").to(model.device)
+    order, outputs = longest_first(encoded), [None] * len(encoded)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        batch = tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt").to(model.device)
         generated = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         if not model.config.is_encoder_decoder:  # a decoder's output starts with its prompt
             generated = generated[:, batch["input_ids"].shape[1]:]
-        outputs += tokenizer.batch_decode(generated, skip_special_tokens=True)
+        for i, text in zip(rows, tokenizer.batch_decode(generated, skip_special_tokens=True), strict=True):
+            outputs[i] = text
     return outputs
+
+
+def longest_first(sequences: list) -> list[int]:
+    """Indices of sequences, longest first (ties in their order): batches of similar lengths pad little."""
+    return sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
 
 
 LOGITS_BUDGET = 2**27  # logits (fp32 numbers) one loss forward pass may hold: 512 MiB, whatever the vocabulary
@@ -94,15 +101,17 @@ def answer_losses(model, tokenizer, records: list[dict], batch_size: int) -> tup
                      "completion": [records[i]["completion"] for i in scored]}, tokenizer, _context(model))
     tokenizer.padding_side = "right"
     step = _rows_per_pass(model, max(map(len, examples["input_ids"] + examples["labels"])), batch_size)
-    for start in range(0, len(scored), step):
-        ids, labels = (examples[key][start : start + step] for key in ("input_ids", "labels"))
-        batch = tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(model.device)
+    order = longest_first([a + b for a, b in zip(examples["input_ids"], examples["labels"], strict=True)])
+    for start in range(0, len(order), step):
+        rows = order[start : start + step]
+        batch = tokenizer.pad({"input_ids": [examples["input_ids"][j] for j in rows]}, return_tensors="pt")
+        labels = [examples["labels"][j] for j in rows]
         width = max(map(len, labels))
         labels = torch.tensor([row + [IGNORE] * (width - len(row)) for row in labels], device=model.device)
-        for i, loss, count in zip(scored[start : start + step],
-                                  *_token_losses(model, batch["input_ids"], batch["attention_mask"], labels),
+        batch = batch.to(model.device)
+        for j, loss, count in zip(rows, *_token_losses(model, batch["input_ids"], batch["attention_mask"], labels),
                                   strict=True):
-            nll[i], tokens[i] = loss, count
+            nll[scored[j]], tokens[scored[j]] = loss, count
     return nll, tokens
 
 

@@ -27,8 +27,9 @@ SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constan
 class Data:
     source: str = "embedded"  # embedded (synthetic stand-ins) | hub (datasets.load_dataset) | local (files)
     train_rows: int = 2000  # rows kept of each dataset's train split (a cap for hub and local)
-    test_rows: int = 1500  # rows kept of each dataset's held-out split (a cap for hub and local): every one gets its
-    # answer loss; 1,500 keeps the default's GRPO-against-SFT difference detectable to 0.05 (docs/results.md)
+    test_rows: int = 500  # rows kept of each dataset's held-out split (a cap for hub and local): every one gets its
+    # answer loss, and up to evaluate.max_rows a generated answer
+    dataset_test_rows: dict[str, int] = field(default_factory=dict)  # dataset -> its own test_rows (see params.yaml)
     stream_chars: int = 20_000_000  # streamed corpora stop after this many characters of text
     local: dict[str, str] = field(default_factory=dict)  # local: dataset -> folder of <split>.jsonl/csv/parquet
     local_splits: dict[str, str] = field(default_factory=dict)  # local: dataset -> "train,test" file stems
@@ -91,6 +92,7 @@ class Train:
     logging_steps: int = 10  # pretrain: 0 logs at the eval frequency, as the original did
     save_steps: int = 0  # 0: a checkpoint every quarter of max_steps
     save_total_limit: int = 2
+    activation_checkpointing: bool = False  # recompute activations in the backward pass: less memory, slower steps
 
 
 @dataclass(frozen=True)
@@ -100,12 +102,12 @@ class Pretrain(Train):
     weight_decay: float = 0.01
     eval_steps: int = 0  # 0: every quarter of max_steps
     load_best_model_at_end: bool = False  # keep the checkpoint with the lowest validation loss (a slice of train text)
-    chunked_loss: bool = False  # CPU: the loss through PyTorch's chunked linear cross-entropy (lancy.training)
+    chunked_loss: bool = True  # CPU: the loss through PyTorch's chunked linear cross-entropy (lancy.training)
 
 
 @dataclass(frozen=True)
 class Sft(Train):
-    max_steps: int = 400
+    max_steps: int = 300
     batch_size: int = 8
     lora: Lora = field(default_factory=Lora)
 
@@ -113,7 +115,7 @@ class Sft(Train):
 @dataclass(frozen=True)
 class Grpo(Train):
     lora: Lora = field(default_factory=Lora)
-    max_steps: int = 40
+    max_steps: int = 32  # the default: one pass over its 256 prompts (8 per step)
     num_generations: int = 8  # group size
     beta: float = 0.0  # KL coefficient
     learning_rate: float = 1e-4
@@ -145,6 +147,7 @@ class Evaluate:
     batch_size: int = 32
     max_new_tokens: int = 64  # for math; classification uses the longest label's token count
     generate: bool = True  # false: no generation, only answer losses and perplexity (mixture-search proxies)
+    generate_pretrain: bool = False  # the pretrained model too: true for a base model that answers zero-shot
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,8 @@ def _build(cls, raw: Any, where: str):
             values[name] = _weights(value, key)
         elif kind == "dict[str, str]":
             values[name] = _strings(value, key)
+        elif kind == "dict[str, int]":
+            values[name] = _counts(value, key)
         elif kind == "list[str]":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise LancyError(f"params key `{key}` must be a list of names, got {value!r}")
@@ -253,6 +258,18 @@ def _strings(raw: Any, key: str) -> dict[str, str]:
     return {str(name): _scalar(value, "str", f"{key}.{name}") for name, value in raw.items()}
 
 
+def _counts(raw: Any, key: str) -> dict[str, int]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise LancyError(f"params key `{key}` must map dataset names to row counts, got {raw!r}")
+    counts = {str(name): _scalar(value, "int", f"{key}.{name}") for name, value in raw.items()}
+    for name, count in counts.items():
+        if count < 0:
+            raise LancyError(f"params key `{key}.{name}` is negative ({count}); row counts must be >= 0")
+    return counts
+
+
 def looks_like_path(name: str) -> bool:
     """A Hub id is `name` or `owner/name`; anything else (a model name, a reward model) is meant as a folder."""
     return name.startswith((".", "/", "~")) or name.count("/") > 1
@@ -271,7 +288,8 @@ def unknown_dataset(name: str, catalog: dict) -> str:
 def validate_datasets(params: Params, catalog: dict) -> None:
     """The checks of keys that name datasets, against the catalog (lancy.catalog.CATALOG)."""
     for key, names in (("mixture", params.mixture), ("corpus", params.corpus), ("data.local", params.data.local),
-                       ("data.local_splits", params.data.local_splits), ("prompts", params.prompts)):
+                       ("data.local_splits", params.data.local_splits), ("prompts", params.prompts),
+                       ("data.dataset_test_rows", params.data.dataset_test_rows)):
         for name in names:
             if name not in catalog:
                 raise LancyError(f"params key `{key}.{name}` names an unknown dataset; "

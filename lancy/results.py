@@ -7,7 +7,8 @@ example of each task dataset and one per window of each corpus:
     id         a stable row id: the hash of the row's normalized held-out text (lancy.mixing.text_key), the same
                in every experiment that evaluates that text; for a corpus, the hash of the window's tokens
     reference  the reference answer (null for corpus windows)
-    generated  the greedy answer (null beyond `evaluate.max_rows`, or with `evaluate.generate: false`)
+    generated  the greedy answer (null beyond `evaluate.max_rows`, for the pretrained model
+               without `evaluate.generate_pretrain`, or with `evaluate.generate: false`)
     score      1 right / 0 wrong (token F1 for QA; null where nothing was generated or a code row has no tests)
     invalid    no label word or option letter, or code that does nothing (null where it does not apply)
     nll        the summed loss (nats) of the reference completion's tokens and EOS given the prompt (of the

@@ -95,7 +95,8 @@ def targets(target: list[str], mixture: dict[str, float]) -> list[str]:
     return list(target) or sources(mixture)
 
 
-def check_proxy(proxy: dict, metric: str) -> None:
+def check_proxy(proxy: dict, metric: str, model: str = "sft", generate_pretrain: bool = False) -> None:
+    """Refuse proxy overrides that would change pretraining, or leave a score target with no generated answers."""
     for key in proxy:
         if not key.startswith(PROXY_KEYS):
             raise LancyError(f"params key `search.proxy.{key}`: a proxy may only change {', '.join(PROXY_KEYS)} "
@@ -103,6 +104,9 @@ def check_proxy(proxy: dict, metric: str) -> None:
     if metric == "score" and proxy.get("evaluate.generate") is False:
         raise LancyError("params key `search.proxy.evaluate.generate` is false, so proxies have no scores for "
                          "`search.metric: score`; remove it, or use `search.metric: loss`")
+    if metric == "score" and model == "pretrain" and not proxy.get("evaluate.generate_pretrain", generate_pretrain):
+        raise LancyError("params key `evaluate.generate_pretrain` is false, so the pretrained model has no scores for "
+                         "`search.metric: score`; set it to true, or use `search.metric: loss`")
 
 
 def lower_is_better(metric: str) -> bool:
@@ -388,8 +392,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3, help="validate: sampled mixtures run at full size")
     parser.add_argument("--out", default="reports")
     args = parser.parse_args(argv)
-    p = P.load(("seed", "mixture", "search"))
-    check_proxy(p.search.proxy, p.search.metric)
+    p = P.load(("seed", "mixture", "evaluate.generate_pretrain", "search"))
+    check_proxy(p.search.proxy, p.search.metric, p.search.model, p.evaluate.generate_pretrain)
     names = sources(p.mixture)
     target = targets(p.search.target, p.mixture)
     model, metric, seeds = p.search.model, p.search.metric, range(1, p.search.replicates + 1)

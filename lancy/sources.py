@@ -5,8 +5,9 @@ against its catalog entry), and `write_raw` stores them as data/raw/<name>/{trai
 Rows are never gathered in Python lists (the embedded stand-ins aside, which are small by construction).
 
 - hub: `datasets.load_dataset(hub_id, config, revision=...)`, then a seeded sample of at most
-  `train_rows` / `test_rows` rows per split (Hub splits are often sorted by label: never the head), drawn by
-  index: a permutation of the row numbers, the rows themselves stay memory-mapped until written.
+  `train_rows` / `test_rows` (or the dataset's `dataset_test_rows`) rows per split (Hub splits are often
+  sorted by label: never the head), drawn by index: a permutation of the row numbers, the rows themselves
+  stay memory-mapped until written.
   Corpora marked `streaming` are streamed (seeded shuffle buffer) and stop after `train_rows` rows or
   `stream_chars` characters of text, whichever comes first: nothing is downloaded in full, and the rows go to
   Arrow files as they arrive.
@@ -31,6 +32,7 @@ def fetch(spec: DatasetSpec, data, seed: int) -> dict:
     """Both splits as Datasets; `data` is the params `data` section."""
     from datasets import Dataset
 
+    held_out = test_rows(data, spec.name)
     if data.source == "embedded":
         if spec.name not in embedded.EMBEDDED_DATASETS:
             raise LancyError(
@@ -39,10 +41,10 @@ def fetch(spec: DatasetSpec, data, seed: int) -> dict:
             )
         splits = {
             "train": Dataset.from_list(embedded.generate(spec.name, "train", data.train_rows, seed)),
-            "test": Dataset.from_list(embedded.generate(spec.name, "test", data.test_rows, seed)),
+            "test": Dataset.from_list(embedded.generate(spec.name, "test", held_out, seed)),
         }
     elif data.source in ("hub", "local"):
-        splits = _load(spec, data, seed)
+        splits = _load(spec, data, held_out, seed)
     else:
         raise LancyError(f"params key `data.source` is {data.source!r}; use embedded, hub or local")
     for split, rows in splits.items():
@@ -51,18 +53,23 @@ def fetch(spec: DatasetSpec, data, seed: int) -> dict:
     return splits
 
 
-def _load(spec: DatasetSpec, data, seed: int) -> dict:
+def test_rows(data, name: str) -> int:
+    """Rows kept of a dataset's held-out split: its `data.dataset_test_rows` entry, else `data.test_rows`."""
+    return data.dataset_test_rows.get(name, data.test_rows)
+
+
+def _load(spec: DatasetSpec, data, held_out: int, seed: int) -> dict:
     train_split, test_split = spec.train_split, spec.test_split
     if data.source == "local" and spec.name in data.local_splits:
         train_split, _, test_split = data.local_splits[spec.name].partition(",")
         test_split = test_split or None
     if test_split is None:  # set held-out rows apart from the train split
-        rows = _rows(spec, data, train_split, data.train_rows + data.test_rows, seed)
-        test_rows = min(data.test_rows, len(rows))
-        return {"train": rows.select(range(test_rows, len(rows))), "test": rows.select(range(test_rows))}
+        rows = _rows(spec, data, train_split, data.train_rows + held_out, seed)
+        held_out = min(held_out, len(rows))
+        return {"train": rows.select(range(held_out, len(rows))), "test": rows.select(range(held_out))}
     return {
         "train": _rows(spec, data, train_split, data.train_rows, seed),
-        "test": _rows(spec, data, test_split, data.test_rows, seed),
+        "test": _rows(spec, data, test_split, held_out, seed),
     }
 
 

@@ -56,6 +56,7 @@ def training_arguments(section, checkpoint_dir: Path, seed: int) -> dict:
         save_strategy="epoch" if section.epochs > 0 and not section.save_steps else "steps",
         save_steps=section.save_steps or quarter,
         save_total_limit=section.save_total_limit,
+        activation_checkpointing=section.activation_checkpointing,  # TRL defaults it on (gradient_checkpointing)
         seed=seed,
         data_seed=seed,
         bf16=str(dtype) == "torch.bfloat16",

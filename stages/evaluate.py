@@ -1,7 +1,8 @@
 """evaluate: one model (pretrain, sft or grpo) on the held-out rows of every dataset in the mixture.
 
 Usage: python -m stages.evaluate <model>   Every held-out row gets its answer loss (teacher-forced, cheap); the
-first `evaluate.max_rows` of each dataset also get a generated answer and its score. Writes
+first `evaluate.max_rows` of each dataset also get a generated answer and its score (the pretrained model's
+only with `evaluate.generate_pretrain`). Writes
 data/results/<model>/ (one row per held-out example or corpus window: lancy.results),
 metrics/eval/<model>_details.json (every metric with its standard error over rows, counts, invalid rates),
 metrics/eval/<model>.json (its headline scores, answer losses and perplexities: the top-level DVC metrics) and
@@ -40,7 +41,8 @@ def main() -> None:
     if stage not in MODELS:
         raise LancyError(f"unknown model `{stage}`; evaluate one of: {', '.join(MODELS)}")
     require(Path("models") / stage, EVAL)
-    if p.evaluate.generate and any(CATALOG[path.name].task == "code" for path in EVAL.iterdir() if path.is_dir()):
+    generating = p.evaluate.generate and (stage != "pretrain" or p.evaluate.generate_pretrain)
+    if generating and any(CATALOG[path.name].task == "code" for path in EVAL.iterdir() if path.is_dir()):
         check_sandbox()  # code rows' unit tests run in lancy.sandbox: refused now, before any output
     model = load_model(f"models/{stage}", p.model.attention).eval()
     tokenizer = load_tokenizer(f"models/{stage}")
@@ -53,7 +55,7 @@ def main() -> None:
         else:  # every row's answer loss; generated answers for the first max_rows (none when generate is false)
             nll, tokens = answer_losses(model, tokenizer, rows, batch)
             generated = answer_rows(model, tokenizer, spec.task, rows[: p.evaluate.max_rows],
-                                    p.evaluate.max_new_tokens, batch) if p.evaluate.generate else {}
+                                    p.evaluate.max_new_tokens, batch) if generating else {}
             metrics[spec.name] = summarize(spec.task, {**generated, "nll": nll, "tokens": tokens})
             table = task_results(spec.name, {"id": [r["id"] for r in rows], "nll": nll, "tokens": tokens,
                                              "reference": [r["answer"] or r["completion"] for r in rows], **generated})

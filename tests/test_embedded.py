@@ -82,7 +82,7 @@ def test_train_holds_no_held_out_row(name, train):
 @pytest.mark.parametrize("name", EMBEDDED_DATASETS)
 def test_raw_tables_keep_every_value_type_and_column_order(name, tmp_path):
     """What the download stage writes (fetch, then Parquet shards in data/raw) reads back as generated."""
-    data = SimpleNamespace(source="embedded", train_rows=300, test_rows=20)
+    data = SimpleNamespace(source="embedded", train_rows=300, test_rows=20, dataset_test_rows={})
     write_raw(fetch(CATALOG[name], data, seed=5), tmp_path)
     for split, n_rows in (("train", 300), ("test", 20)):
         rows = read_table(tmp_path / split).to_list()

@@ -203,6 +203,12 @@ def test_generate_left_padding_matches_a_lone_prompt(model, tokenizer):
     assert tokenizer.padding_side == "left"
 
 
+def test_longest_first_orders_by_length_keeping_ties_in_order():
+    from lancy.evaluation import longest_first
+
+    assert longest_first([[1], [1, 2, 3], [], [4, 5, 6], [7, 8]]) == [1, 3, 4, 0, 2]
+
+
 def test_generate_returns_only_new_text_in_order(model, tokenizer):
     prompts = [f"the price {w}" for w in ("rose", "fell", "rose and fell", "good", "bad")]
     outputs = generate(model, tokenizer, prompts, max_new_tokens=4, batch_size=2)  # batches of 2, 2, 1

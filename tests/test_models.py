@@ -583,7 +583,7 @@ def test_encoder_decoder_through_sft_and_evaluate(seq2seq_folders, workspace, mo
     params["model"]["name"] = str(seq2seq_folders[family])
     params["pretrain"]["max_steps"] = 0  # handed to sft unchanged
     params["sft"]["lora"]["enabled"] = False
-    params["evaluate"].update(max_rows=4, batch_size=2)
+    params["evaluate"].update(max_rows=6, batch_size=2, generate_pretrain=False)  # the workspace is shared
     Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for stage in (stages.tokenize, stages.pretrain, stages.sft):
         stage.main()
@@ -597,10 +597,19 @@ def test_encoder_decoder_through_sft_and_evaluate(seq2seq_folders, workspace, mo
     result = json.loads(Path("metrics/eval/sft_details.json").read_text())
     assert json.loads(Path("metrics/eval/sft.json").read_text())["imdb"] == {
         key: result["imdb"][key] for key in ("accuracy", "answer_loss")}  # the top-level metrics: no counts
-    assert result["imdb"]["rows"] == 4 and 0 <= result["imdb"]["accuracy"] <= 1
+    assert result["imdb"]["rows"] == 6 and 0 <= result["imdb"]["accuracy"] <= 1
     assert result["wikitext"]["perplexity"] is None  # no plain-text perplexity for an encoder-decoder
     rows = pq.read_table("data/results/sft").to_pandas()  # per row: answer losses for all, answers for max_rows
     imdb = rows[rows.dataset == "imdb"]
-    assert imdb["generated"].notna().sum() == 4 and len(imdb) == result["imdb"]["loss_rows"] > 4
+    assert imdb["generated"].notna().sum() == 6 and len(imdb) == result["imdb"]["loss_rows"] > 6
     assert result["imdb"]["answer_loss"] == pytest.approx(imdb.nll.sum() / imdb.tokens.sum())
     assert imdb["id"].is_unique and "wikitext" not in set(rows.dataset)
+    monkeypatch.setattr("sys.argv", ["evaluate", "pretrain"])  # the pretrained model: answer losses alone
+    stages.evaluate.main()
+    result = json.loads(Path("metrics/eval/pretrain_details.json").read_text())["imdb"]
+    assert "accuracy" not in result and result["loss_rows"] > 6 and result["answer_loss"] > 0
+    assert pq.read_table("data/results/pretrain").to_pandas()["generated"].isna().all()
+    params["evaluate"]["generate_pretrain"] = True
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stages.evaluate.main()
+    assert json.loads(Path("metrics/eval/pretrain_details.json").read_text())["imdb"]["rows"] == 6

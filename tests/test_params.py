@@ -226,6 +226,18 @@ def test_training_options_reach_the_trainer_arguments(section, repo_root, traini
     TrainingArguments(**args)  # transformers accepts them as they are
 
 
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_activation_checkpointing_is_lancys_choice_in_grpo(checkpointing, repo_root, training_arguments, tmp_path):
+    """TRL's GRPOConfig turns activation checkpointing on by default; `grpo.activation_checkpointing` decides."""
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    values = dataclasses.replace(P.load_all(repo_root / "params.yaml").grpo, activation_checkpointing=checkpointing)
+    config = GRPOConfig(**training_arguments(values, tmp_path, seed=0))
+    assert config.activation_checkpointing is checkpointing and config.gradient_checkpointing is checkpointing
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("model.attention", "flash", "`model.attention`"),
     ("sft.lr_scheduler", "cosinus", "`sft.lr_scheduler`"),

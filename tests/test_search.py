@@ -56,6 +56,10 @@ def test_a_score_target_needs_proxies_that_generate():
     search.check_proxy({"evaluate.generate": False}, "loss")
     with pytest.raises(LancyError, match="search.proxy.evaluate.generate"):
         search.check_proxy({"evaluate.generate": False}, "score")
+    search.check_proxy({}, "score", "pretrain", generate_pretrain=True)
+    search.check_proxy({"evaluate.generate_pretrain": True}, "score", "pretrain")
+    with pytest.raises(LancyError, match="evaluate.generate_pretrain"):
+        search.check_proxy({}, "score", "pretrain")
 
 
 def test_queue_commands():

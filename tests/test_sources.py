@@ -24,7 +24,8 @@ needs_real = pytest.mark.skipif(not REAL.exists(), reason=f"real samples not fou
 
 
 def _data(**overrides) -> SimpleNamespace:
-    values = dict(source="hub", train_rows=50, test_rows=10, stream_chars=10**9, local={}, local_splits={})
+    values = dict(source="hub", train_rows=50, test_rows=10, dataset_test_rows={}, stream_chars=10**9, local={},
+                  local_splits={})
     return SimpleNamespace(**{**values, **overrides})
 
 
@@ -119,6 +120,21 @@ def test_local_csv_and_parquet_files(tmp_path):
     splits = fetch(CATALOG["sst2"], _data(source="local", local={"sst2": str(tmp_path)}), seed=0)
     assert sorted(r["sentence"] for r in splits["train"]) == ["a fine film", "dull"]
     assert splits["test"].to_list() == [{"sentence": "great", "label": 1, "idx": 0}]
+
+
+@pytest.mark.parametrize("source", ["embedded", "local"])
+def test_a_dataset_can_have_its_own_held_out_size(source, tmp_path):
+    """`data.dataset_test_rows` sets one dataset's held-out rows; the others keep `data.test_rows`."""
+    import pandas as pd
+
+    pd.DataFrame({"sentence": [f"film {i}" for i in range(40)], "label": [i % 2 for i in range(40)],
+                  "idx": range(40)}).to_parquet(tmp_path / "train.parquet")
+    data = _data(source=source, train_rows=20, test_rows=5, dataset_test_rows={"sst2": 12},
+                 local={"sst2": str(tmp_path)}, local_splits={"sst2": "train"})  # held-out rows set apart
+    own = fetch(CATALOG["sst2"], data, seed=0)
+    assert len(own["test"]) == 12 and len(own["train"]) == 20
+    if source == "embedded":
+        assert len(fetch(CATALOG["imdb"], data, seed=0)["test"]) == 5
 
 
 def test_download_samples_a_large_local_split_by_seed(tmp_path, monkeypatch):
