@@ -77,7 +77,7 @@ def test_step_zero_facts_in_tensorboard_and_metrics(workspace: Path):
     assert abs(sum(shares.values()) - 1) < 1e-3 and all(0 < v < 1 for v in shares.values())  # the corpus mixture
     summary = json.loads((workspace / "metrics/pretrain/metrics.json").read_text())
     assert summary["attention"] == "sdpa" and summary["device"] == "cpu" and summary["dtype"] == "float32"
-    assert summary["chunked_loss"] is False  # pretrain.chunked_loss: off by default
+    assert summary["chunked_loss"] is True  # pretrain.chunked_loss: on by default, and it applies on the CPU in fp32
     assert summary["total_params"] == params[0].value
     if has_avx2(cpu_flags()):  # lancy.cpu_kernels: the AVX2 kernels, whatever wider ones the CPU has
         assert summary["cpu_kernels"] == "AVX2"
