@@ -107,7 +107,7 @@ class Pretrain(Train):
 
 @dataclass(frozen=True)
 class Sft(Train):
-    max_steps: int = 300
+    max_steps: int = 400
     batch_size: int = 8
     lora: Lora = field(default_factory=Lora)
 
@@ -115,7 +115,7 @@ class Sft(Train):
 @dataclass(frozen=True)
 class Grpo(Train):
     lora: Lora = field(default_factory=Lora)
-    max_steps: int = 32  # the default: one pass over its 256 prompts (8 per step)
+    max_steps: int = 24
     num_generations: int = 8  # group size
     beta: float = 0.0  # KL coefficient
     learning_rate: float = 1e-4
