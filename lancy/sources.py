@@ -32,7 +32,7 @@ def fetch(spec: DatasetSpec, data, seed: int) -> dict:
     """Both splits as Datasets; `data` is the params `data` section."""
     from datasets import Dataset
 
-    held_out = test_rows(data, spec.name)
+    held_out = held_out_rows(data, spec.name)
     if data.source == "embedded":
         if spec.name not in embedded.EMBEDDED_DATASETS:
             raise LancyError(
@@ -53,7 +53,7 @@ def fetch(spec: DatasetSpec, data, seed: int) -> dict:
     return splits
 
 
-def test_rows(data, name: str) -> int:
+def held_out_rows(data, name: str) -> int:
     """Rows kept of a dataset's held-out split: its `data.dataset_test_rows` entry, else `data.test_rows`."""
     return data.dataset_test_rows.get(name, data.test_rows)
 
