@@ -66,7 +66,8 @@ def at_revision(folder: str, rev: str, into: str | None = None) -> Path:
         DVCFileSystem(".", rev=rev).get(str(folder), str(target), recursive=True)
     except Exception as error:  # dvc raises many kinds: unknown revision, missing path, output not in the cache
         raise LancyError(f"cannot read {folder} at `{rev}` from the DVC cache ({type(error).__name__}: {error}); "
-                         f"`dvc exp show` lists experiments, and `dvc exp pull` / `dvc pull` fetch their outputs"
+                         f"`dvc exp show` lists experiments, and `dvc exp pull` / `dvc pull` fetch their outputs; "
+                         f"a commit whose dvc.lock was never reproduced has none (commit the lock `dvc repro` wrote)"
                          ) from error
     return target
 
