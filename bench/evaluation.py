@@ -9,12 +9,12 @@ that machine noise hits both alike, checks that both give the same scores, and g
 difference of the totals with its 95% bootstrap interval (lancy.stats.paired, each pair of runs a row).
 """
 import argparse
-import importlib.util
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench import other_implementation
 from lancy import evaluation
 from lancy import params as P
 from lancy.catalog import CATALOG
@@ -47,9 +47,7 @@ def main() -> None:
               if path.is_dir() and CATALOG[path.name].task != "corpus"}
     modules = {"lancy": evaluation}
     if args.module:
-        spec = importlib.util.spec_from_file_location("other_evaluation", args.module)
-        modules["other"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(modules["other"])
+        modules["other"] = other_implementation(args.module)
     times = {label: [] for label in modules}
     for _ in range(args.runs):
         scores = {}

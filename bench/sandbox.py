@@ -7,12 +7,12 @@
 the mean paired difference with its 95% bootstrap interval (lancy.stats.paired, each pair of runs a row).
 """
 import argparse
-import importlib.util
 import statistics
 import time
 
 import numpy as np
 
+from bench import other_implementation
 from lancy import sandbox
 from lancy.stats import paired
 
@@ -30,9 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     modules = {"lancy": sandbox}
     if args.module:
-        spec = importlib.util.spec_from_file_location("other_sandbox", args.module)
-        modules["other"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(modules["other"])
+        modules["other"] = other_implementation(args.module)
     for name, solution in SOLUTIONS.items():
         times = {label: [] for label in modules}
         for _ in range(args.runs):

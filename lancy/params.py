@@ -200,12 +200,8 @@ def _build(cls, raw: Any, where: str):
         kind = f.type if isinstance(f.type, str) else f.type.__name__
         if dataclasses.is_dataclass(globals().get(kind)):
             values[name] = _build(globals()[kind], value, key)
-        elif kind == "dict[str, float]":
-            values[name] = _weights(value, key)
-        elif kind == "dict[str, str]":
-            values[name] = _strings(value, key)
-        elif kind == "dict[str, int]":
-            values[name] = _counts(value, key)
+        elif kind in PER_DATASET:
+            values[name] = _per_dataset(value, key, *PER_DATASET[kind])
         elif kind == "list[str]":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise LancyError(f"params key `{key}` must be a list of names, got {value!r}")
@@ -236,38 +232,21 @@ def _scalar(value: Any, kind: str, key: str):
     return float(value) if kind == "float" else value
 
 
-def _weights(raw: Any, key: str) -> dict[str, float]:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise LancyError(f"params key `{key}` must map dataset names to weights, got {raw!r}")
-    weights = {}
-    for name, weight in raw.items():
-        weight = _scalar(weight, "float", f"{key}.{name}")
-        if weight < 0:
-            raise LancyError(f"params key `{key}.{name}` is negative ({weight}); weights must be >= 0")
-        weights[str(name)] = weight
-    return weights
+PER_DATASET = {"dict[str, float]": ("float", "weights"), "dict[str, str]": ("str", "text"),
+               "dict[str, int]": ("int", "row counts")}  # a mapping's schema type -> its values' kind and noun
 
 
-def _strings(raw: Any, key: str) -> dict[str, str]:
+def _per_dataset(raw: Any, key: str, kind: str, noun: str) -> dict:
+    """A mapping of dataset names to values of one kind (mixture weights, prompts, row counts); numbers >= 0."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise LancyError(f"params key `{key}` must map dataset names to text, got {raw!r}")
-    return {str(name): _scalar(value, "str", f"{key}.{name}") for name, value in raw.items()}
-
-
-def _counts(raw: Any, key: str) -> dict[str, int]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise LancyError(f"params key `{key}` must map dataset names to row counts, got {raw!r}")
-    counts = {str(name): _scalar(value, "int", f"{key}.{name}") for name, value in raw.items()}
-    for name, count in counts.items():
-        if count < 0:
-            raise LancyError(f"params key `{key}.{name}` is negative ({count}); row counts must be >= 0")
-    return counts
+        raise LancyError(f"params key `{key}` must map dataset names to {noun}, got {raw!r}")
+    values = {str(name): _scalar(value, kind, f"{key}.{name}") for name, value in raw.items()}
+    for name, value in values.items():
+        if kind != "str" and value < 0:
+            raise LancyError(f"params key `{key}.{name}` is negative ({value}); {noun} must be >= 0")
+    return values
 
 
 def looks_like_path(name: str) -> bool:

@@ -52,7 +52,7 @@ def main() -> None:
         if spec.task == "corpus":
             windows = corpus_windows(model, tokenizer, [r["text"] for r in rows], batch)
             metrics[spec.name], table = corpus_summary(windows), task_results(spec.name, windows)
-        else:  # every row's answer loss; generated answers for the first max_rows (none when generate is false)
+        else:  # every row's answer loss; generated answers for the first max_rows (none without `generating`)
             nll, tokens = answer_losses(model, tokenizer, rows, batch)
             generated = answer_rows(model, tokenizer, spec.task, rows[: p.evaluate.max_rows],
                                     p.evaluate.max_new_tokens, batch) if generating else {}

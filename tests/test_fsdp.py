@@ -18,18 +18,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_project import run_stage, stage_env, tiny_project
+from tiny_project import TINY_DATA, run_stage, stage_env, tiny_project
 
 REPO = Path(__file__).resolve().parents[1]
 FSDP = "configs/accelerate/fsdp_cpu.yaml"
 TINY = {
-    "data": {"train_rows": 200, "test_rows": 20},
-    "mixture": {"imdb": 0.5, "sst2": 0.5, "wikitext": 0.0},
-    "rl_mixture": {},
-    "corpus": {"wikitext": 0.5, "imdb": 0.5},
-    "mix": {"sft_rows": 100, "rl_rows": 8, "corpus_chars": 60_000},
-    "model": {"vocab_size": 512, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
-    "tokenize": {"max_length": 64},
+    **TINY_DATA,
     "pretrain": {"max_steps": 8, "batch_size": 1, "logging_steps": 1, "eval_steps": 4, "learning_rate": 0.003},
     "sft": {"max_steps": 6, "batch_size": 2, "logging_steps": 1},
 }

@@ -9,19 +9,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_project import run_stage, stage_env, tiny_project
+from tiny_project import TINY_DATA, run_stage, stage_env, tiny_project
 
 from lancy.cpu_kernels import cpu_flags, has_avx2
 from lancy.errors import LancyError
 
 TINY = {
-    "data": {"train_rows": 200, "test_rows": 20},
-    "mixture": {"imdb": 0.5, "sst2": 0.5, "wikitext": 0.0},
-    "rl_mixture": {},
-    "corpus": {"wikitext": 0.5, "imdb": 0.5},
-    "mix": {"sft_rows": 100, "rl_rows": 8, "corpus_chars": 60_000},
-    "model": {"vocab_size": 512, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
-    "tokenize": {"max_length": 64},
+    **TINY_DATA,
     "pretrain": {"max_steps": 240, "batch_size": 2, "logging_steps": 10, "learning_rate": 0.003},
 }
 

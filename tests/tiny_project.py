@@ -10,6 +10,15 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 LISTS = ("mixture", "rl_mixture", "corpus")  # params sections replaced whole; the others are updated key by key
+TINY_DATA = {  # the tiny data and model both files train on; each adds its own training sections
+    "data": {"train_rows": 200, "test_rows": 20},
+    "mixture": {"imdb": 0.5, "sst2": 0.5, "wikitext": 0.0},
+    "rl_mixture": {},
+    "corpus": {"wikitext": 0.5, "imdb": 0.5},
+    "mix": {"sft_rows": 100, "rl_rows": 8, "corpus_chars": 60_000},
+    "model": {"vocab_size": 512, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
+    "tokenize": {"max_length": 64},
+}
 
 
 def stage_env(root: Path) -> dict:
